@@ -1,0 +1,1 @@
+"""Backends: where targets run. One module per backend."""

@@ -1,0 +1,263 @@
+"""The load engine: drives a workload against a target and records every request.
+
+Rules it keeps:
+- Scheduled (open-loop, MMPP) requests are timed from their *intended* send time, so a client
+  that fell behind (because the server stalled, or the in-flight cap was reached) does not hide
+  the stall: the wait shows in latency and in schedule lag (no coordinated omission).
+- Every run is bounded: closed loops by count or duration and a time limit; scheduled ones by
+  their schedule. Each request has a timeout; at the hard deadline whatever is left is cancelled
+  and counted as an error. A dead target gives errors, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import gc
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .target import Client, Payload, Reply, Target
+from .workloads import MMPP, AnyWorkload, ClosedLoop, OpenLoop
+
+T = TypeVar("T")
+
+# asyncio's timers wake up to a millisecond late (epoll takes whole milliseconds), so the
+# dispatcher sleeps until shortly before a send time and yields in a tight loop for the rest.
+_SPIN_S = 0.0012
+_GRACE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One request. Times are seconds from the start of the run."""
+
+    index: int
+    warmup: bool
+    intended_s: float
+    sent_s: float
+    done_s: float
+    reply: Reply
+
+    @property
+    def latency_s(self) -> float:
+        """Client-observed latency, from the intended send time."""
+        return self.done_s - self.intended_s
+
+    @property
+    def lag_s(self) -> float:
+        """How late the request left compared with its schedule."""
+        return self.sent_s - self.intended_s
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """Raw output of one run, before statistics."""
+
+    records: tuple[Record, ...]
+    started_unix_s: float
+    measure_start_s: float
+    measure_end_s: float
+    wall_s: float
+    max_in_flight: int
+    scheduled: bool
+
+
+_NOT_SENT = Reply.failure("not_sent", "the run's time limit came before this request could go")
+_CANCELLED = Reply.failure("cancelled", "still outstanding at the run's hard deadline")
+
+
+class _Run:
+    def __init__(self, client: Client, payloads: Sequence[Payload], timeout_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.client = client
+        self.payloads = payloads
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.t0 = clock()
+        self.rows: list[Record] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def now(self) -> float:
+        return self.clock() - self.t0
+
+    async def one(self, index: int, warmup: bool, intended: float) -> None:
+        payload = self.payloads[index % len(self.payloads)]
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+        sent = self.now()
+        try:
+            reply = await self.client.send(payload, timeout_s=self.timeout_s)
+        except asyncio.CancelledError:
+            self.rows.append(Record(index, warmup, intended, sent, self.now(), _CANCELLED))
+            raise
+        except Exception as exc:  # a Client broke its contract; count it, keep going
+            reply = Reply.failure("client_error", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.in_flight -= 1
+        self.rows.append(Record(index, warmup, intended, sent, self.now(), reply))
+
+
+class _ClosedGate:
+    """Hands out request slots to the closed loop's users and decides warm-up and the end."""
+
+    def __init__(self, w: ClosedLoop, run: _Run, time_limit_s: float) -> None:
+        self.w = w
+        self.run = run
+        self.time_limit_s = time_limit_s
+        self.issued = 0
+        self.measured = 0
+        self.measure_start: float | None = None
+
+    def next(self) -> tuple[int, bool] | None:
+        now = self.run.now()
+        if now >= self.time_limit_s:
+            return None
+        warm = self.issued < self.w.warmup_requests or now < self.w.warmup_s
+        if not warm:
+            if self.measure_start is None:
+                self.measure_start = now
+            if self.w.requests is not None and self.measured >= self.w.requests:
+                return None
+            if self.w.duration_s is not None and now - self.measure_start >= self.w.duration_s:
+                return None
+            self.measured += 1
+        self.issued += 1
+        return self.issued - 1, warm
+
+
+async def _closed(run: _Run, w: ClosedLoop, time_limit_s: float) -> tuple[float, float]:
+    gate = _ClosedGate(w, run, time_limit_s)
+
+    async def user() -> None:
+        while (nxt := gate.next()) is not None:
+            await run.one(nxt[0], nxt[1], run.now())
+
+    users = [asyncio.ensure_future(user()) for _ in range(w.concurrency)]
+    await _gather_until(users, time_limit_s + run.timeout_s + _GRACE_S - run.now())
+    start = gate.measure_start if gate.measure_start is not None else run.now()
+    return start, run.now()
+
+
+async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tuple[float, float]:
+    schedule = w.schedule()
+    n_warm = bisect.bisect_left(schedule, w.warmup_s)
+    cap = w.max_in_flight
+    slot_free = asyncio.Event()
+    tasks: list[asyncio.Future[None]] = []
+    end_of_schedule = schedule[-1] if schedule else 0.0
+    stop_at = min(time_limit_s, end_of_schedule + run.timeout_s)
+    loop = asyncio.get_running_loop()
+
+    def done(_: asyncio.Future[None]) -> None:
+        slot_free.set()
+
+    for i, intended in enumerate(schedule):
+        delay = intended - run.now()
+        if delay > _SPIN_S:
+            await asyncio.sleep(delay - _SPIN_S)
+        while run.now() < intended:
+            await asyncio.sleep(0)
+        while run.in_flight >= cap and run.now() < stop_at:
+            slot_free.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(slot_free.wait(), max(0.0, stop_at - run.now()))
+        if run.now() >= stop_at:
+            now = run.now()
+            run.rows.extend(Record(j, j < n_warm, schedule[j], now, now, _NOT_SENT)
+                            for j in range(i, len(schedule)))
+            break
+        task = loop.create_task(run.one(i, i < n_warm, intended))
+        task.add_done_callback(done)
+        tasks.append(task)
+    hard = stop_at + run.timeout_s + _GRACE_S
+    await _gather_until(tasks, hard - run.now())
+    measure_start = w.warmup_s
+    return measure_start, max(run.now(), measure_start)
+
+
+async def _gather_until(tasks: Sequence[asyncio.Future[Any]], timeout_s: float) -> None:
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, timeout_s))
+    for t in pending:
+        t.cancel()
+    if pending:
+        await asyncio.wait(pending)
+
+
+async def drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *,
+                timeout_s: float, time_limit_s: float,
+                clock: Callable[[], float] = time.perf_counter) -> Recording:
+    """Run ``workload`` against ``target`` inside the running event loop."""
+    if not payloads:
+        raise ValueError("at least one payload is needed")
+    if timeout_s <= 0 or time_limit_s <= 0:
+        raise ValueError("timeout_s and time_limit_s must be > 0")
+    concurrency = workload.concurrency if isinstance(workload, ClosedLoop) else \
+        workload.max_in_flight
+    client = target.client(concurrency_hint=concurrency)
+    started = time.time()
+    run = _Run(client, payloads, timeout_s, clock)
+    # A full garbage collection over the run's records stalls the loop for tens of
+    # milliseconds, which would show up as schedule lag; nothing here makes cycles.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        if isinstance(workload, ClosedLoop):
+            m0, m1 = await _closed(run, workload, time_limit_s)
+        elif isinstance(workload, (OpenLoop, MMPP)):
+            m0, m1 = await _scheduled(run, workload, time_limit_s)
+        else:
+            raise TypeError(f"unknown workload {workload!r}")
+    finally:
+        await client.aclose()
+        if gc_was_enabled:
+            gc.enable()
+    wall = run.now()
+    measured = [r.done_s for r in run.rows if not r.warmup]
+    if measured:
+        m1 = max(measured)
+    rows = sorted(run.rows, key=lambda r: r.index)
+    return Recording(tuple(rows), started, m0, max(m1, m0), wall, run.max_in_flight,
+                     not isinstance(workload, ClosedLoop))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_sync(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code (a test body), in a fresh event loop
+    (uvloop when installed); from a thread of its own when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(coro_fn())
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = run_sync(coro_fn)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name="servebench-engine")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value

@@ -1,0 +1,75 @@
+"""The object behind the ``servebench`` fixture; usable without a pytest session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .engine import drive, run_sync
+from .result import Result, summarize
+from .settings import Settings
+from .target import Payload, Target
+from .workloads import AnyWorkload, parse_duration_s
+
+PayloadLike = Payload | bytes | str | Mapping[str, Any] | list[Any] | None
+
+
+class NoTargetError(RuntimeError):
+    pass
+
+
+class Servebench:
+    """Runs workloads against a target and collects the results of one test.
+
+    >>> sb = Servebench(target=HttpTarget("http://127.0.0.1:8080/"))  # doctest: +SKIP
+    >>> result = sb.run(ClosedLoop(concurrency=4, requests=200), payload=b"hi")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        target: Target | None = None,
+        settings: Settings | None = None,
+        on_result: Callable[[Result], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.settings = settings or Settings()
+        self.results: list[Result] = []
+        self._on_result = on_result
+
+    def run(
+        self,
+        workload: AnyWorkload,
+        payload: PayloadLike = None,
+        *,
+        payloads: Sequence[PayloadLike] | None = None,
+        target: Target | None = None,
+        timeout: float | str | None = None,
+        time_limit: float | str | None = None,
+    ) -> Result:
+        """Drive ``workload`` against ``target`` (default: the session's ``--target``) and
+        return its ``Result``. ``payloads`` are sent round-robin; ``payload`` is one for all."""
+        tgt = target or self.target
+        if tgt is None:
+            raise NoTargetError(
+                "no serving target: pass target=... to run(), or choose one with "
+                "--target (e.g. --target=http --servebench-url=http://127.0.0.1:8080/)"
+            )
+        if payload is not None and payloads is not None:
+            raise ValueError("give payload= or payloads=, not both")
+        items = [Payload.of(p) for p in (payloads if payloads is not None else [payload])]
+        s = self.settings
+        timeout_s = parse_duration_s(timeout) if timeout is not None else s.timeout_s
+        limit_s = parse_duration_s(time_limit) if time_limit is not None else s.time_limit_s
+        recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
+                                           time_limit_s=limit_s))
+        result = summarize(
+            recording, target=tgt.name, target_profile=tgt.describe(),
+            workload={"str": str(workload), **workload.describe()},
+            confidence=s.confidence, point_estimates=s.point_estimates,
+            keep_records=s.keep_records,
+        )
+        self.results.append(result)
+        if self._on_result is not None:
+            self._on_result(result)
+        return result

@@ -1,0 +1,256 @@
+"""Results: frozen summaries of one run, built from the engine's records by pure functions."""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .engine import Record, Recording
+from .histogram import LatencyHistogram
+from .stats import (
+    DEFAULT_CONFIDENCE,
+    Estimate,
+    mean_estimate,
+    percentile,
+    quantile_estimate,
+)
+
+if TYPE_CHECKING:
+    from .slo import SLO, Verdict
+
+_PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
+LATE_THRESHOLD_S = 0.001
+
+
+def quantile_of(name: str) -> float | None:
+    """0..1 for names like ``p50``, ``p99``, ``p999`` (99.9), ``p99.9``; None otherwise."""
+    m = _PCT.match(name)
+    if not m:
+        return None
+    digits = m.group(1)
+    if "." not in digits and len(digits) > 2 and digits.startswith("99"):
+        digits = "99." + digits[2:]
+    q = float(digits) / 100
+    if not 0 <= q <= 1:
+        raise ValueError(f"percentile out of range in {name!r}")
+    return q
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Latency of successful requests, in seconds, each with its confidence interval."""
+
+    p50: Estimate
+    p90: Estimate
+    p95: Estimate
+    p99: Estimate
+    p999: Estimate
+    mean: Estimate
+    max: Estimate
+    sorted_s: tuple[float, ...] = field(repr=False)
+    confidence: float = DEFAULT_CONFIDENCE
+
+    @classmethod
+    def of(cls, latencies_s: Sequence[float], confidence: float) -> LatencySummary:
+        xs = tuple(sorted(latencies_s))
+        n = len(xs)
+        q = {name: quantile_estimate(xs, p, confidence)
+             for name, p in (("p50", .5), ("p90", .9), ("p95", .95), ("p99", .99), ("p999", .999))}
+        mx = Estimate.point(xs[-1] if xs else math.nan, n)
+        return cls(mean=mean_estimate(xs, confidence), max=mx, sorted_s=xs,
+                   confidence=confidence, **q)
+
+    def percentile(self, q: float) -> Estimate:
+        """Any quantile (0..1) with its interval."""
+        return quantile_estimate(self.sorted_s, q, self.confidence)
+
+    def count_above(self, bound_s: float) -> int:
+        return len(self.sorted_s) - bisect.bisect_right(self.sorted_s, bound_s)
+
+    @property
+    def n(self) -> int:
+        return len(self.sorted_s)
+
+
+@dataclass(frozen=True)
+class ScheduleLag:
+    """How late scheduled requests left (open loop / MMPP only)."""
+
+    p50_s: float
+    p99_s: float
+    max_s: float
+    late: int
+    late_threshold_s: float
+
+
+@dataclass(frozen=True)
+class ColdStarts:
+    """Requests the target reported as cold starts, and their latency and init time."""
+
+    count: int
+    warm_count: int
+    latency: LatencySummary
+    init_duration: LatencySummary | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One run of a workload against a target.
+
+    >>> result.p99.value < 0.2  # doctest: +SKIP
+    >>> result.check("p99 < 200ms", "success_ratio >= 0.999")  # doctest: +SKIP
+    """
+
+    target: str
+    target_profile: Mapping[str, Any]
+    workload: Mapping[str, Any]
+    count: int
+    errors: Mapping[str, int]
+    success_ratio: float
+    throughput: float
+    latency: LatencySummary
+    histogram: LatencyHistogram
+    duration_s: float
+    started_unix_s: float
+    cold_starts: ColdStarts | None = None
+    schedule_lag: ScheduleLag | None = None
+    warmup_count: int = 0
+    max_in_flight: int = 0
+    records: tuple[Record, ...] = field(default=(), repr=False)
+    confidence: float = DEFAULT_CONFIDENCE
+    point_estimates: bool = False
+    extra_metrics: Mapping[str, Estimate] = field(default_factory=dict)
+
+    # --- convenience accessors, in the user's words
+    @property
+    def p50(self) -> Estimate:
+        return self.latency.p50
+
+    @property
+    def p99(self) -> Estimate:
+        return self.latency.p99
+
+    @property
+    def ok_count(self) -> int:
+        return self.count - sum(self.errors.values())
+
+    def metric(self, name: str) -> Estimate:
+        """A metric by SLO name: ``p99``, ``p99.9``, ``mean``, ``max``, ``throughput``,
+        ``success_ratio``, ``error_count``, ``cold_start`` (cold-start latency, mean),
+        ``cold_start_p50``/``_max``/``_mean``, ``init_duration_*``, plus extras (cost)."""
+        if name in self.extra_metrics:
+            return self.extra_metrics[name]
+        lat = self.latency
+        if name in ("mean", "max"):
+            est: Estimate = getattr(lat, name)
+            return est
+        q = quantile_of(name)
+        if q is not None:
+            return lat.percentile(q)
+        if name == "throughput":
+            return Estimate.point(self.throughput, self.ok_count)
+        if name == "success_ratio":
+            return Estimate.point(self.success_ratio, self.count)
+        if name == "error_count":
+            return Estimate.point(float(sum(self.errors.values())), self.count)
+        for prefix, pick in (("cold_start", "latency"), ("init_duration", "init_duration")):
+            if name == prefix or name.startswith(prefix + "_"):
+                cs = self.cold_starts
+                summary: LatencySummary | None = getattr(cs, pick) if cs is not None else None
+                if summary is None or summary.n == 0:
+                    raise LookupError(
+                        f"{name}: the target reported no cold starts in this run "
+                        "(force them with a cold-start workload, or use a target that reports them)"
+                    )
+                stat = name[len(prefix) + 1:] or "mean"
+                sub = quantile_of(stat)
+                if sub is not None:
+                    return summary.percentile(sub)
+                if stat in ("mean", "max"):
+                    picked: Estimate = getattr(summary, stat)
+                    return picked
+        raise LookupError(f"unknown metric {name!r}")
+
+    def check(self, *slos: str | SLO, point_estimates: bool | None = None) -> list[Verdict]:
+        """Judge SLOs such as ``"p99 < 200ms"``; raise ``SLOFailure`` (an AssertionError) with one
+        line per bound that is not met, else return the verdicts."""
+        __tracebackhide__ = True
+        from .slo import SLOFailure, evaluate, parse_slo
+
+        point = self.point_estimates if point_estimates is None else point_estimates
+        verdicts = [evaluate(parse_slo(s) if isinstance(s, str) else s, self, point=point)
+                    for s in slos]
+        bad = [v for v in verdicts if not v.passed]
+        if bad:
+            raise SLOFailure(bad, verdicts)
+        return verdicts
+
+    def records_csv(self) -> str:
+        """Per-request records as CSV (seconds from the start of the run)."""
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["index", "warmup", "intended_s", "sent_s", "done_s", "latency_s", "ok",
+                    "error", "status", "cold_start", "init_duration_s", "billed_duration_s",
+                    "sandbox_id"])
+        for r in self.records:
+            p = r.reply
+            w.writerow([r.index, int(r.warmup), f"{r.intended_s:.6f}", f"{r.sent_s:.6f}",
+                        f"{r.done_s:.6f}", f"{r.latency_s:.6f}", int(p.ok), p.error or "",
+                        p.status or "", "" if p.cold_start is None else int(p.cold_start),
+                        p.init_duration_s or "", p.billed_duration_s or "", p.sandbox_id or ""])
+        return buf.getvalue()
+
+
+def summarize(recording: Recording, *, target: str, target_profile: Mapping[str, Any],
+              workload: Mapping[str, Any], confidence: float = DEFAULT_CONFIDENCE,
+              point_estimates: bool = False, keep_records: bool = True,
+              late_threshold_s: float = LATE_THRESHOLD_S) -> Result:
+    """Turn raw records into a ``Result`` (pure: no clock, no I/O)."""
+    measured = [r for r in recording.records if not r.warmup]
+    ok = [r for r in measured if r.reply.ok]
+    errors = Counter(r.reply.error or "error" for r in measured if not r.reply.ok)
+    latencies = [r.latency_s for r in ok]
+    hist = LatencyHistogram()
+    hist.record_many(max(0.0, x) for x in latencies)
+    window = recording.measure_end_s - recording.measure_start_s
+    throughput = len(ok) / window if window > 0 else math.nan
+
+    lag = None
+    if recording.scheduled and measured:
+        sent = [r for r in measured if r.reply.error != "not_sent"]
+        lags = sorted(max(0.0, r.lag_s) for r in sent) or [math.nan]
+        late = sum(1 for x in lags if x > late_threshold_s)
+        late += sum(1 for r in measured if r.reply.error == "not_sent")
+        lag = ScheduleLag(percentile(lags, .5), percentile(lags, .99), lags[-1], late,
+                          late_threshold_s)
+
+    cold = None
+    reported = [r for r in measured if r.reply.cold_start is not None]
+    if reported:
+        cold_ok = [r for r in reported if r.reply.cold_start and r.reply.ok]
+        inits = [r.reply.init_duration_s for r in cold_ok if r.reply.init_duration_s is not None]
+        cold = ColdStarts(
+            count=sum(1 for r in reported if r.reply.cold_start),
+            warm_count=sum(1 for r in reported if not r.reply.cold_start),
+            latency=LatencySummary.of([r.latency_s for r in cold_ok], confidence),
+            init_duration=LatencySummary.of(inits, confidence) if inits else None,
+        )
+
+    return Result(
+        target=target, target_profile=dict(target_profile), workload=dict(workload),
+        count=len(measured), errors=dict(errors),
+        success_ratio=len(ok) / len(measured) if measured else math.nan,
+        throughput=throughput, latency=LatencySummary.of(latencies, confidence), histogram=hist,
+        duration_s=recording.wall_s, started_unix_s=recording.started_unix_s, cold_starts=cold,
+        schedule_lag=lag, warmup_count=len(recording.records) - len(measured),
+        max_in_flight=recording.max_in_flight,
+        records=recording.records if keep_records else (), confidence=confidence,
+        point_estimates=point_estimates,
+    )

@@ -1,0 +1,26 @@
+"""Run settings shared by the fixture, the CLI and the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .stats import DEFAULT_CONFIDENCE
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """How runs are bounded and judged. Command-line options map onto these fields."""
+
+    timeout_s: float = 30.0
+    time_limit_s: float = 600.0
+    confidence: float = DEFAULT_CONFIDENCE
+    point_estimates: bool = False
+    keep_records: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ValueError("the per-request timeout must be > 0 seconds")
+        if not self.time_limit_s > 0:
+            raise ValueError("the run time limit must be > 0 seconds")
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError("confidence must be in [0.5, 1)")
