@@ -46,6 +46,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_servebench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    # Not cached in globals(): the module in sys.modules stays the single source of truth
+    # (pytester's in-process runs swap modules between sessions).
+    return getattr(importlib.import_module(f".{module}", __name__), name)

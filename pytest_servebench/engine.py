@@ -155,7 +155,11 @@ async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tupl
     stop_at = min(time_limit_s, end_of_schedule + run.timeout_s)
     loop = asyncio.get_running_loop()
 
+    outstanding = 0  # dispatched and not finished; counted at dispatch, before the task runs
+
     def done(_: asyncio.Future[None]) -> None:
+        nonlocal outstanding
+        outstanding -= 1
         slot_free.set()
 
     for i, intended in enumerate(schedule):
@@ -164,7 +168,7 @@ async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tupl
             await asyncio.sleep(delay - _SPIN_S)
         while run.now() < intended:
             await asyncio.sleep(0)
-        while run.in_flight >= cap and run.now() < stop_at:
+        while outstanding >= cap and run.now() < stop_at:
             slot_free.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(slot_free.wait(), max(0.0, stop_at - run.now()))
@@ -174,6 +178,7 @@ async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tupl
                             for j in range(i, len(schedule)))
             break
         task = loop.create_task(run.one(i, i < n_warm, intended))
+        outstanding += 1
         task.add_done_callback(done)
         tasks.append(task)
     hard = stop_at + run.timeout_s + _GRACE_S

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+# pytester's in-process runs restore sys.modules after each inner session, and numpy's C core
+# cannot be loaded twice in one process: load the heavy modules once, out here.
+import scipy.stats  # noqa: F401
+
+from .loopback import Behaviour, LoopbackServer
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def loopback() -> Iterator[Callable[..., LoopbackServer]]:
+    """Start loopback servers with given behaviour; all are stopped after the test."""
+    started: list[LoopbackServer] = []
+
+    def start(**behaviour: object) -> LoopbackServer:
+        server = LoopbackServer(Behaviour(**behaviour))  # type: ignore[arg-type]
+        started.append(server.__enter__())
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__(None, None, None)
+
+
+@pytest.fixture(params=[[], ["-n", "2"]], ids=["serial", "xdist"])
+def plugin_args(request: pytest.FixtureRequest) -> list[str]:
+    """Run pytester sessions with and without xdist (as syrupy does)."""
+    return list(request.param)
