@@ -21,7 +21,8 @@ def test_plugin_import_time_on_top_of_pytest() -> None:
     # pytest is already imported in any session that loads us, so what we add is the
     # cumulative import time of our plugin module with pytest loaded first.
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import pytest; import pytest_servebench.plugin"],
+        [sys.executable, "-X", "importtime", "-c",
+         "import pytest; import pytest_servebench.plugin"],
         capture_output=True, text=True, check=True,
     )
     times = [int(m.group(1)) for m in re.finditer(
