@@ -79,7 +79,8 @@ def wrk(url: str, concurrency: int, seconds: float, workdir: Path) -> tuple[floa
     script = workdir / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.body = "x"\n')
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{round(seconds)}s", "--latency", "-s",
+         str(script), url],
         capture_output=True, text=True, check=True).stdout
     rps = float(next(line.split()[1] for line in out.splitlines()
                      if line.startswith("Requests/sec")))
@@ -109,7 +110,8 @@ def locust(url: str, concurrency: int, seconds: float, workdir: Path) -> tuple[f
     prefix = workdir / "locust"
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u",
-         str(concurrency), "-r", str(concurrency * 10), "-t", f"{round(seconds)}s", "-H", url.rstrip("/"),
+         str(concurrency), "-r", str(concurrency * 10), "-t", f"{round(seconds)}s",
+         "-H", url.rstrip("/"),
          "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR"],
         capture_output=True, text=True, check=True, timeout=seconds + 60)
     with open(f"{prefix}_stats.csv") as f:
