@@ -48,6 +48,64 @@ def _load(args: argparse.Namespace) -> int:
     return code
 
 
+def _print(data: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data))
+        return
+    for key, value in data.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        print(f"{key:>18}: {value}")
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from .cost import (
+        function_usd_per_call,
+        load_price_book,
+        server_usd_per_hour,
+        server_usd_per_million,
+    )
+
+    book = load_price_book(args.prices)
+    if args.platform == "lambda":
+        if args.memory_mb is None or args.duration_ms is None:
+            raise ValueError("--platform lambda needs --memory-mb and --duration-ms")
+        per_call = function_usd_per_call(args.duration_ms, args.memory_mb, book, arch=args.arch,
+                                         api_gateway=args.api_gateway)
+        basis = f"{args.memory_mb} MB {args.arch}, {args.duration_ms:g} ms billed per call"
+    else:
+        if args.throughput is None:
+            raise ValueError(f"--platform {args.platform} needs --throughput (requests/s)")
+        profile = {"platform": args.platform, "instance_type": args.instance,
+                   "vcpu": args.vcpu, "memory_gb": args.memory_gb, "arch": args.arch}
+        if args.platform in ("ec2", "sagemaker") and not args.instance:
+            raise ValueError(f"--platform {args.platform} needs --instance")
+        if args.platform == "fargate" and (args.vcpu is None or args.memory_gb is None):
+            raise ValueError("--platform fargate needs --vcpu and --memory-gb")
+        hourly, what = server_usd_per_hour(profile, book)
+        per_call = server_usd_per_million(hourly, args.throughput) / 1e6
+        basis = f"{what} at ${hourly:g}/h serving {args.throughput:g} req/s"
+    _print({"platform": args.platform, "usd_per_request": per_call,
+            "usd_per_1000": per_call * 1e3, "usd_per_million": per_call * 1e6,
+            "basis": basis, "price_book_as_of": book.as_of}, args.json)
+    return 0
+
+
+def _breakeven(args: argparse.Namespace) -> int:
+    from .cost import breakeven_calls_per_day, function_usd_per_call, load_price_book
+
+    book = load_price_book(args.prices)
+    per_call = function_usd_per_call(args.duration_ms, args.lambda_memory_mb, book,
+                                     arch=args.arch, api_gateway=args.api_gateway)
+    hourly = book.instance(args.instance).usd_per_hour
+    calls = breakeven_calls_per_day(hourly, per_call)
+    _print({"instance": args.instance, "server_usd_per_day": hourly * 24,
+            "lambda_usd_per_call": per_call, "calls_per_day": calls,
+            "requests_per_s": calls / 86400,
+            "cheaper_above_breakeven": "server", "price_book_as_of": book.as_of}, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servebench", description="pytest-servebench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +123,32 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--slo", action="append", default=[], help="e.g. 'p99 < 50ms'")
     load.add_argument("--json", action="store_true", help="print one JSON object")
     load.set_defaults(func=_load)
+
+    cost = sub.add_parser("cost", help="dollars per request, per 1,000 and per million")
+    cost.add_argument("--platform", required=True,
+                      choices=("lambda", "ec2", "fargate", "sagemaker"))
+    cost.add_argument("--memory-mb", type=int, help="Lambda memory size")
+    cost.add_argument("--duration-ms", type=float, help="Lambda duration per call")
+    cost.add_argument("--api-gateway", choices=("rest", "http"), default=None)
+    cost.add_argument("--instance", help="EC2 or SageMaker instance type, e.g. c5.large")
+    cost.add_argument("--vcpu", type=float, help="Fargate task vCPU")
+    cost.add_argument("--memory-gb", type=float, help="Fargate task memory")
+    cost.add_argument("--throughput", type=float, help="server requests/s at steady state")
+    cost.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
+    cost.add_argument("--prices", default=None, help="price book JSON (default: bundled)")
+    cost.add_argument("--json", action="store_true")
+    cost.set_defaults(func=_cost)
+
+    be = sub.add_parser("breakeven", help="calls a day at which a server and a function cost "
+                                          "the same")
+    be.add_argument("--lambda-memory-mb", type=int, required=True)
+    be.add_argument("--duration-ms", type=float, required=True)
+    be.add_argument("--instance", required=True, help="EC2 instance type, e.g. t2.small")
+    be.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
+    be.add_argument("--api-gateway", choices=("rest", "http"), default=None)
+    be.add_argument("--prices", default=None)
+    be.add_argument("--json", action="store_true")
+    be.set_defaults(func=_breakeven)
     return parser
 
 
@@ -76,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.requests = 100
     try:
         code: int = args.func(args)
-    except ValueError as exc:
+    except ValueError as exc:  # PriceBookError included
         parser.error(str(exc))
     return code
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .engine import drive, run_sync
 from .result import Result, summarize
 from .settings import Settings
 from .target import Payload, Target
 from .workloads import AnyWorkload, parse_duration_s
+
+if TYPE_CHECKING:
+    from .cost import CostEstimate
 
 PayloadLike = Payload | bytes | str | Mapping[str, Any] | list[Any] | None
 
@@ -31,11 +34,13 @@ class Servebench:
         target: Target | None = None,
         settings: Settings | None = None,
         on_result: Callable[[Result], None] | None = None,
+        pricer: Callable[[Result], CostEstimate | None] | None = None,
     ) -> None:
         self.target = target
         self.settings = settings or Settings()
         self.results: list[Result] = []
         self._on_result = on_result
+        self._pricer = pricer
 
     def run(
         self,
@@ -69,6 +74,12 @@ class Servebench:
             confidence=s.confidence, point_estimates=s.point_estimates,
             keep_records=s.keep_records,
         )
+        if self._pricer is not None:
+            estimate = self._pricer(result)
+            if estimate is not None:
+                from .cost import with_cost
+
+                result = with_cost(result, estimate)
         self.results.append(result)
         if self._on_result is not None:
             self._on_result(result)

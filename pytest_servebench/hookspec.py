@@ -12,6 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
+    from .cost import CostEstimate
     from .result import Result
     from .target import Target
 
@@ -32,6 +33,22 @@ def pytest_servebench_make_target(
         def pytest_servebench_make_target(config, name):
             if name == "staging":
                 return _staging()
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_servebench_price(config: pytest.Config, result: Result) -> CostEstimate | None:
+    """Price a result: return a ``CostEstimate`` to replace the built-in price model (private
+    pricing, savings plans, another cloud), or None to let the next implementation try. The
+    built-in one reads the price book (``--servebench-prices``) and the target's profile.
+    Example, in conftest.py (a 17% compute savings plan)::
+
+        def pytest_servebench_price(config, result):
+            from pytest_servebench.cost import price_result, load_price_book
+            base = price_result(result, load_price_book())
+            if base is not None:
+                return dataclasses.replace(base, usd_per_request=base.usd_per_request * 0.83,
+                                           basis=base.basis + ", savings plan -17%")
     """
 
 

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .cost import CostEstimate
     from .fixture import Servebench
+    from .pricebook import PriceBook
     from .report import SummaryRow
+    from .result import Result
     from .settings import Settings
     from .slo import Verdict
     from .target import Target
@@ -25,6 +28,7 @@ class _SessionState:
 
 
 STATE_KEY = pytest.StashKey[_SessionState]()
+PRICES_KEY = pytest.StashKey["PriceBook"]()
 BENCH_KEY = pytest.StashKey["Servebench"]()
 BUILTIN_TARGETS = ("http",)
 
@@ -51,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default="interval",
                     help="judge percentile SLOs on the whole confidence interval (default) or "
                          "on the point estimate")
+    group.addoption("--servebench-prices", default=None, metavar="FILE",
+                    help="price book JSON for cost metrics (default: $SERVEBENCH_PRICES, else "
+                         "the bundled AWS us-east-1 on-demand book)")
     group.addoption("--servebench-records", default=None, metavar="DIR",
                     help="write each benchmarked test's per-request records as CSV into DIR")
 
@@ -92,6 +99,27 @@ def pytest_servebench_make_target(
     from .backends.http import HttpTarget
 
     return contextlib.nullcontext(HttpTarget(url))
+
+
+def _price_book(config: pytest.Config) -> PriceBook:
+    if PRICES_KEY not in config.stash:
+        import os
+
+        from .pricebook import PriceBookError, load_price_book
+
+        path = config.getoption("servebench_prices") or os.environ.get("SERVEBENCH_PRICES")
+        try:
+            config.stash[PRICES_KEY] = load_price_book(path)
+        except PriceBookError as exc:
+            raise pytest.UsageError(f"servebench: {exc}") from exc
+    return config.stash[PRICES_KEY]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_servebench_price(config: pytest.Config, result: Result) -> CostEstimate | None:
+    from .cost import price_result
+
+    return price_result(result, _price_book(config))
 
 
 @pytest.fixture(scope="session")
@@ -139,8 +167,13 @@ def servebench(
     def on_result(result: Any) -> None:
         config.hook.pytest_servebench_result(config=config, nodeid=nodeid, result=result)
 
+    def pricer(result: Result) -> CostEstimate | None:
+        estimate: CostEstimate | None = config.hook.pytest_servebench_price(config=config,
+                                                                            result=result)
+        return estimate
+
     bench = Servebench(target=servebench_target, settings=servebench_settings,
-                       on_result=on_result)
+                       on_result=on_result, pricer=pricer)
     request.node.stash[BENCH_KEY] = bench
     return bench
 

@@ -23,6 +23,7 @@ from .stats import (
 )
 
 if TYPE_CHECKING:
+    from .cost import CostEstimate
     from .slo import SLO, Verdict
 
 _PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
@@ -127,6 +128,7 @@ class Result:
     confidence: float = DEFAULT_CONFIDENCE
     point_estimates: bool = False
     extra_metrics: Mapping[str, Estimate] = field(default_factory=dict)
+    cost: CostEstimate | None = None
 
     # --- convenience accessors, in the user's words
     @property
@@ -144,7 +146,8 @@ class Result:
     def metric(self, name: str) -> Estimate:
         """A metric by SLO name: ``p99``, ``p99.9``, ``mean``, ``max``, ``throughput``,
         ``success_ratio``, ``error_count``, ``cold_start`` (cold-start latency, mean),
-        ``cold_start_p50``/``_max``/``_mean``, ``init_duration_*``, plus extras (cost)."""
+        ``cold_start_p50``/``_max``/``_mean``, ``init_duration_*``, and ``usd_per_million`` /
+        ``usd_per_1000`` when the target's platform can be priced."""
         if name in self.extra_metrics:
             return self.extra_metrics[name]
         lat = self.latency
@@ -176,6 +179,10 @@ class Result:
                 if stat in ("mean", "max"):
                     picked: Estimate = getattr(summary, stat)
                     return picked
+        if name.startswith("usd_"):
+            raise LookupError(
+                f"{name}: this result has no cost (its target names no priced platform, or a "
+                "function reported no billed durations)")
         raise LookupError(f"unknown metric {name!r}")
 
     def check(self, *slos: str | SLO, point_estimates: bool | None = None) -> list[Verdict]:

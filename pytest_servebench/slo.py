@@ -7,7 +7,7 @@ ratios, maxima and counts are judged on the measured value.
 
 >>> parse_slo("p99 < 200ms")
 SLO(metric='p99', op='<', bound=0.2, text='p99 < 200ms')
->>> parse_slo("success_ratio >= 99.9%").bound
+>>> round(parse_slo("success_ratio >= 99.9%").bound, 6)
 0.999
 """
 

@@ -34,3 +34,33 @@ def test_load_rejects_bad_workload(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["load", "http://127.0.0.1:9/", "-c", "0", "-n", "5"])
     assert "concurrency" in capsys.readouterr().err
+
+
+def test_cost_json_for_each_platform(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        ("--platform", "lambda", "--memory-mb", "1024", "--duration-ms", "630"): 10.70,
+        ("--platform", "ec2", "--instance", "c5.large", "--throughput", "34"): 0.694,
+        ("--platform", "fargate", "--vcpu", "0.5", "--memory-gb", "1", "--throughput", "10"):
+            (0.5 * 0.04048 + 0.004445) / 3600 / 10 * 1e6,
+    }
+    for args, usd_per_million in cases.items():
+        assert main(["cost", *args, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["usd_per_million"] == pytest.approx(usd_per_million, rel=1e-3)
+        assert out["usd_per_1000"] == pytest.approx(usd_per_million / 1000, rel=1e-3)
+
+
+def test_breakeven_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["breakeven", "--lambda-memory-mb", "1024", "--duration-ms", "18386",
+                 "--instance", "t2.small", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["calls_per_day"] == pytest.approx(1800, abs=1)
+
+
+def test_cost_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
+    for args, message in ((["--platform", "lambda", "--memory-mb", "1024"], "--duration-ms"),
+                          (["--platform", "ec2", "--instance", "z9.huge", "--throughput", "1"],
+                           "no price for ec2 instance 'z9.huge'")):
+        with pytest.raises(SystemExit):
+            main(["cost", *args])
+        assert message in capsys.readouterr().err

@@ -14,15 +14,21 @@ from ..target import Client
 
 @dataclass(frozen=True)
 class HttpTarget:
-    """Any HTTP endpoint; payloads are sent as the body of ``method`` requests."""
+    """Any HTTP endpoint; payloads are sent as the body of ``method`` requests.
+
+    ``profile`` says what serves it, for cost and history, e.g.
+    ``{"platform": "ec2", "instance_type": "c5.large"}``.
+    """
 
     url: str
     method: str = "POST"
     headers: dict[str, str] = field(default_factory=dict)
     name: str = "http"
+    profile: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "http", "name": self.name, "url": self.url, "method": self.method}
+        return {"kind": "http", "name": self.name, "url": self.url, "method": self.method,
+                **self.profile}
 
     def client(self, *, concurrency_hint: int) -> Client:
         from ..http_client import HttpClient
