@@ -30,11 +30,7 @@ def _load(args: argparse.Namespace) -> int:
         **{f"{name}_s": getattr(r.latency, name).value
            for name in ("p50", "p90", "p99", "p999", "mean", "max")},
     }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        for key, value in summary.items():
-            print(f"{key:>14}: {value:.6g}" if isinstance(value, float) else f"{key:>14}: {value}")
+    _print(summary, args.json)
     code = 0
     if args.slo:
         from .slo import SLOFailure
