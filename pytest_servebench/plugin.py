@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from .compare import Comparison
     from .cost import CostEstimate
     from .fixture import Servebench
     from .pricebook import PriceBook
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 @dataclass
 class _SessionState:
     rows: list[SummaryRow] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    comparison: Comparison | None = None
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (severity, text)
 
 
 STATE_KEY = pytest.StashKey[_SessionState]()
@@ -58,6 +62,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--servebench-prices", default=None, metavar="FILE",
                     help="price book JSON for cost metrics (default: $SERVEBENCH_PRICES, else "
                          "the bundled AWS us-east-1 on-demand book)")
+    group.addoption("--servebench-history", default=None, metavar="PATH",
+                    help="JSON history file (default: ini servebench_history, "
+                         "$SERVEBENCH_HISTORY, else .servebench/history.json)")
+    group.addoption("--servebench-save", default=None, metavar="NAME",
+                    help="name this run in the history (runs are saved by default)")
+    group.addoption("--servebench-no-save", action="store_true",
+                    help="do not add this run to the history")
+    group.addoption("--servebench-keep", type=int, default=None, metavar="N",
+                    help="keep the last N runs of each test in the history (default 100)")
+    group.addoption("--servebench-compare", nargs="?", const="last", default=None,
+                    metavar="REF",
+                    help="compare with a baseline and fail on regressions: last (default), a "
+                         "run id or name, or median:N")
+    group.addoption("--servebench-compare-fail", default=None, metavar="SPEC",
+                    help="regression thresholds, e.g. p99:10%%,throughput:-5%%,"
+                         "success_ratio:-0.01 (that is the default)")
+    group.addoption("--servebench-no-baseline", choices=("warn", "fail", "pass"),
+                    default="warn",
+                    help="what a compared test without a baseline does (default: warn)")
+    parser.addini("servebench_history", "path of the servebench JSON history", default="")
     group.addoption("--servebench-records", default=None, metavar="DIR",
                     help="write each benchmarked test's per-request records as CSV into DIR")
 
@@ -206,6 +230,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         elif isinstance(error, SLOFailure):
             verdicts = error.verdicts
         state.rows.append(SummaryRow.of(item.nodeid, result, verdicts))
+        from .history import make_entry
+
+        state.entries.append(make_entry(item.nodeid, result, verdicts, _backend_of(result)))
     _export_records(item, bench)
     if error is not None:
         raise error
@@ -225,27 +252,123 @@ def _export_records(item: pytest.Item, bench: Servebench) -> None:
         (directory / f"{safe}.{i}.csv").write_text(result.records_csv())
 
 
+def _backend_of(result: Result) -> str:
+    profile = result.target_profile
+    return str(profile.get("backend") or profile.get("kind") or "unknown")
+
+
+def _history_path(config: pytest.Config) -> Path:
+    import os
+
+    from .history import DEFAULT_PATH
+
+    raw = (config.getoption("servebench_history") or config.getini("servebench_history")
+           or os.environ.get("SERVEBENCH_HISTORY") or DEFAULT_PATH)
+    path = Path(raw)
+    return path if path.is_absolute() else Path(config.rootpath) / path
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # an xdist worker: hand our rows to the controller
-        workeroutput["servebench_rows"] = [r.to_dict() for r in
-                                           session.config.stash[STATE_KEY].rows]
+    config = session.config
+    state = config.stash[STATE_KEY]
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller writes the one run
+        workeroutput["servebench_rows"] = [r.to_dict() for r in state.rows]
+        workeroutput["servebench_entries"] = state.entries
+        return
+    if not state.entries:
+        return
+    from .history import History, HistoryError
+
+    history = History.at(_history_path(config))
+    failed = False
+    try:
+        if config.getoption("servebench_compare"):
+            failed = _compare(config, state, history)
+        if not config.getoption("servebench_no_save"):
+            _save(config, state, history)
+    except HistoryError as exc:
+        state.messages.append(("error", f"history: {exc}"))
+        failed = True
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _compare(config: pytest.Config, state: _SessionState, history: Any) -> bool:
+    from .compare import DEFAULT_FAIL_SPEC, compare_run, parse_thresholds
+    from .history import fingerprint_id, machine_fingerprint
+
+    ref = config.getoption("servebench_compare")
+    try:
+        thresholds = parse_thresholds(config.getoption("servebench_compare_fail")
+                                      or DEFAULT_FAIL_SPEC)
+        cmp = compare_run(state.entries, history.runs(), ref=ref, thresholds=thresholds,
+                          machine_id=fingerprint_id(machine_fingerprint()))
+    except (ValueError, LookupError) as exc:
+        state.messages.append(("error", f"--servebench-compare: {exc}"))
+        return True
+    state.comparison = cmp
+    failed = bool(cmp.regressions)
+    if cmp.machine_differs:
+        state.messages.append(("warning", "the baseline was measured on a different machine "
+                                          "(CPU, cores or memory differ): compare with care"))
+    if cmp.no_baseline:
+        policy = config.getoption("servebench_no_baseline")
+        text = (f"{len(cmp.no_baseline)} test(s) have no baseline ({ref}) in "
+                f"{history.path}; they were not compared")
+        if policy == "fail":
+            state.messages.append(("error", text))
+            failed = True
+        elif policy == "warn":
+            state.messages.append(("warning", text))
+    return failed
+
+
+def _save(config: pytest.Config, state: _SessionState, history: Any) -> None:
+    from .history import DEFAULT_KEEP, new_run
+
+    metadata: dict[str, Any] = {}
+    config.hook.pytest_servebench_update_metadata(config=config, metadata=metadata)
+    backends = sorted({str(e["backend"]) for e in state.entries})
+    run = new_run(state.entries, backend=",".join(backends),
+                  name=config.getoption("servebench_save"), metadata=metadata)
+    keep = config.getoption("servebench_keep")
+    history.append(run, keep=DEFAULT_KEEP if keep is None else keep)
+    state.messages.append(("info", f"saved run {run['run_id']}"
+                                   + (f" ({run['name']})" if run["name"] else "")
+                                   + f" with {len(state.entries)} result(s) to {history.path}"))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     from .report import SummaryRow
 
-    rows = getattr(node, "workeroutput", {}).get("servebench_rows", [])
-    node.config.stash[STATE_KEY].rows.extend(SummaryRow.from_dict(r) for r in rows)
+    output = getattr(node, "workeroutput", {})
+    state = node.config.stash[STATE_KEY]
+    state.rows.extend(SummaryRow.from_dict(r) for r in output.get("servebench_rows", []))
+    state.entries.extend(output.get("servebench_entries", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    rows = config.stash[STATE_KEY].rows if STATE_KEY in config.stash else []
-    if not rows:
+    if STATE_KEY not in config.stash:
         return
-    from .report import render_table
+    state = config.stash[STATE_KEY]
+    if state.rows:
+        from .report import render_table
 
-    terminalreporter.write_sep("=", "servebench summary")
-    for line in render_table(sorted(rows, key=lambda r: r.nodeid)):
-        terminalreporter.write_line(line)
+        terminalreporter.write_sep("=", "servebench summary")
+        for line in render_table(sorted(state.rows, key=lambda r: r.nodeid)):
+            terminalreporter.write_line(line)
+    if state.comparison is not None:
+        from .compare import render_comparison
+
+        cmp = state.comparison
+        terminalreporter.write_sep("=", f"servebench compare (baseline: {cmp.reference})")
+        for line in render_comparison(cmp):
+            terminalreporter.write_line(line)
+        n = len(cmp.regressions)
+        terminalreporter.write_line(
+            f"{n} regression(s)" if n else "no regression", red=bool(n), green=not n)
+    for severity, text in state.messages:
+        terminalreporter.write_line(f"servebench {severity}: {text}",
+                                    red=severity == "error", yellow=severity == "warning")

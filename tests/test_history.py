@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_servebench.history import (
+    SCHEMA_VERSION,
+    History,
+    HistoryError,
+    make_entry,
+    new_run,
+    retain,
+)
+
+from .synthetic import result
+
+
+def entry(nodeid: str = "t.py::test_a", latency_s: float = 0.01) -> dict[str, object]:
+    return make_entry(nodeid, result([latency_s] * 50), [], "local")
+
+
+def _writer(path: str, worker: int, runs: int) -> None:
+    history = History.at(path)
+    for i in range(runs):
+        history.append(new_run([entry(f"t.py::w{worker}_{i}")], backend="local"), keep=0)
+
+
+def test_parallel_writers_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "h.json")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, w, 10)) for w in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    runs = History.at(path).runs()
+    ids = {e["nodeid"] for r in runs for e in r["entries"]}
+    assert len(runs) == 80 and len(ids) == 80
+
+
+def test_writer_killed_mid_write_leaves_history_valid(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    History.at(path).append(new_run([entry()], backend="local"))
+    before = path.read_text()
+    # A writer that takes the lock and writes a huge run slowly, killed while writing.
+    code = f"""
+import json, os, time
+from pytest_servebench import history as h
+orig = json.dump
+def slow_dump(obj, f, **kw):
+    f.write('{{"schema_version": 1, "runs": [')
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(30)
+json.dump = slow_dump
+h.History.at({str(path)!r}).append(h.new_run([], backend="local"))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert path.read_text() == before
+    assert len(History.at(path).runs()) == 1
+    # The lock died with the writer: the next writer goes through.
+    History.at(path).append(new_run([entry()], backend="local"))
+    assert len(History.at(path).runs()) == 2
+    leftovers = [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert len(leftovers) <= 1  # the killed writer's temp file, never the history itself
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{broken", "is not valid JSON"),
+    ('{"schema_version": 99, "runs": []}', "newer pytest-servebench"),
+    ('{"runs": []}', "no schema_version"),
+])
+def test_unusable_history_is_reported_and_kept(tmp_path: Path, content: str,
+                                               message: str) -> None:
+    path = tmp_path / "h.json"
+    path.write_text(content)
+    history = History.at(path)
+    with pytest.raises(HistoryError, match=message):
+        history.runs()
+    with pytest.raises(HistoryError, match=message):
+        history.append(new_run([entry()], backend="local"))
+    assert path.read_text() == content
+
+
+def test_version_0_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    old_run = new_run([entry()], backend="local")
+    path.write_text(json.dumps([old_run]))  # version 0: a bare list of runs
+    history = History.at(path)
+    assert history.runs()[0]["run_id"] == old_run["run_id"]
+    history.append(new_run([entry()], backend="local"))
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and len(data["runs"]) == 2
+
+
+def test_retention_keeps_last_n_per_key() -> None:
+    runs = [new_run([entry("a"), entry("b")] if i % 2 else [entry("a")], backend="local")
+            for i in range(10)]
+    kept = retain(runs, 3)
+    per_key: dict[str, int] = {}
+    for r in kept:
+        for e in r["entries"]:
+            per_key[e["nodeid"]] = per_key.get(e["nodeid"], 0) + 1
+    assert per_key == {"a": 3, "b": 3}
+    assert kept[-1]["run_id"] == runs[-1]["run_id"]
+
+
+def test_run_metadata(tmp_path: Path) -> None:
+    run = new_run([entry()], backend="local", name="nightly", metadata={"ci": "yes"})
+    assert run["name"] == "nightly" and run["metadata"] == {"ci": "yes"}
+    for key in ("cpu", "cores", "memory_gib", "os", "python", "packages"):
+        assert key in run["machine"]
+    assert set(run["git"]) == {"commit", "branch", "dirty"}
+    e = run["entries"][0]
+    assert e["latency_s"]["p99"]["value"] == pytest.approx(0.01)
+    assert e["histogram"]["counts"] == [50]
+    assert time.strptime(run["created_utc"][:19], "%Y-%m-%dT%H:%M:%S")
