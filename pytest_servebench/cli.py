@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -102,6 +103,55 @@ def _breakeven(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history(args: argparse.Namespace) -> int:
+    from .compare import DEFAULT_FAIL_SPEC, compare_run, parse_thresholds, render_comparison
+    from .history import DEFAULT_PATH, History
+
+    history = History.at(args.history or DEFAULT_PATH)
+    runs = history.runs()
+
+    def find(ref: str) -> dict[str, Any]:
+        for r in runs:
+            if ref in (r["run_id"], r.get("name")):
+                return r
+        raise ValueError(f"no run {ref!r} in {history.path}")
+
+    if args.action == "list":
+        for run in runs:
+            git = run.get("git") or {}
+            print(f"{run['run_id']}  {run['created_utc']}  {run.get('name') or '-':<12} "
+                  f"{run.get('backend', '?'):<8} {len(run['entries']):>4} results  "
+                  f"{(git.get('commit') or '-')[:10]}")
+        return 0
+    if args.action == "show":
+        print(json.dumps(find(args.ref), indent=2))
+        return 0
+    if args.action == "compare":
+        current = find(args.ref)
+        older = runs[: runs.index(current)]
+        cmp = compare_run(current["entries"], older, ref=args.baseline,
+                          thresholds=parse_thresholds(args.fail or DEFAULT_FAIL_SPEC))
+        for line in render_comparison(cmp):
+            print(line)
+        return 1 if cmp.regressions else 0
+    # export
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["run_id", "created_utc", "name", "backend", "nodeid", "target", "count",
+                     "success_ratio", "throughput", "p50_s", "p90_s", "p99_s", "mean_s",
+                     "usd_per_million"])
+    for run in runs:
+        for e in run["entries"]:
+            lat = e["latency_s"]
+            writer.writerow([run["run_id"], run["created_utc"], run.get("name") or "",
+                             run.get("backend", ""), e["nodeid"], e["target"], e["count"],
+                             e["success_ratio"], e["throughput"], lat["p50"]["value"],
+                             lat["p90"]["value"], lat["p99"]["value"], lat["mean"]["value"],
+                             (e.get("cost") or {}).get("usd_per_million", "")])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servebench", description="pytest-servebench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,19 +195,33 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--prices", default=None)
     be.add_argument("--json", action="store_true")
     be.set_defaults(func=_breakeven)
+
+    hist = sub.add_parser("history", help="list, show, compare and export the JSON history")
+    hist.add_argument("action", choices=("list", "show", "compare", "export"))
+    hist.add_argument("ref", nargs="?", default=None, help="run id or name (show, compare)")
+    hist.add_argument("--history", default=None, help="history file (.servebench/history.json)")
+    hist.add_argument("--baseline", default="last", help="last, a run id or name, or median:N")
+    hist.add_argument("--fail", default=None, help="thresholds, e.g. p99:10%%,throughput:-5%%")
+    hist.add_argument("--csv", action="store_true", help="export: CSV (the only format)")
+    hist.set_defaults(func=_history)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "history" and args.action in ("show", "compare") and not args.ref:
+        parser.error(f"history {args.action} needs a run id or name")
     if args.command == "load" and args.requests is None and args.duration is None \
             and args.rate is None:
         args.requests = 100
     try:
         code: int = args.func(args)
-    except ValueError as exc:  # PriceBookError included
+    except (ValueError, LookupError) as exc:  # PriceBookError included
         parser.error(str(exc))
+    except RuntimeError as exc:  # HistoryError: reported, the file left as it is
+        print(f"servebench: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +67,30 @@ def test_cost_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             main(["cost", *args])
         assert message in capsys.readouterr().err
+
+
+def test_history_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_servebench.history import History, make_entry, new_run
+
+    from .synthetic import result
+
+    path = tmp_path / "h.json"
+    h = History.at(path)
+    h.append(new_run([make_entry("t::x", result([0.010] * 300), [], "local")],
+                     backend="local", name="base"))
+    h.append(new_run([make_entry("t::x", result([0.020] * 300), [], "local")],
+                     backend="local", name="slow"))
+    assert main(["history", "list", "--history", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "base" in out and "slow" in out
+    assert main(["history", "show", "base", "--history", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "base"
+    assert main(["history", "compare", "slow", "--history", str(path), "--fail", "p50:10%"]) == 1
+    assert "REGRESSION" in capsys.readouterr().out
+    assert main(["history", "export", "--csv", "--history", str(path)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["name"] for r in rows] == ["base", "slow"]
+    assert float(rows[1]["p50_s"]) == pytest.approx(0.020)
+    path.write_text("{bad")
+    assert main(["history", "list", "--history", str(path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err and path.read_text() == "{bad"
