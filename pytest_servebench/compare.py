@@ -216,6 +216,7 @@ def compare_run(current_entries: Sequence[Mapping[str, Any]], runs: Sequence[Map
 
 
 def render_comparison(cmp: Comparison) -> list[str]:
+    from .report import format_table
     from .slo import format_value
 
     def fmt(metric: str, v: float) -> str:
@@ -229,10 +230,7 @@ def render_comparison(cmp: Comparison) -> list[str]:
              c.change_text(), "n/a" if c.p_value is None else f"{c.p_value:.3g}", c.threshold,
              c.verdict.upper() if c.verdict != "unchanged" else "unchanged")
             for c in cmp.changes]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in (header, tuple("-" * w for w in widths), *rows)]
+    lines = format_table(header, rows)
     for nodeid in cmp.no_baseline:
         lines.append(f"{nodeid}: no baseline in the history ({cmp.reference})")
     return lines

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from .cost import CostEstimate
     from .fixture import Servebench
     from .pricebook import PriceBook
-    from .report import SummaryRow
     from .result import Result
     from .settings import Settings
     from .slo import Verdict
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class _SessionState:
-    rows: list[SummaryRow] = field(default_factory=list)
+    # One history entry per result: the summary table, the comparison and the saved run
+    # are all derived from these.
     entries: list[dict[str, Any]] = field(default_factory=list)
     comparison: Comparison | None = None
     messages: list[tuple[str, str]] = field(default_factory=list)  # (severity, text)
@@ -214,7 +214,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         if error is not None:
             raise error
         return None
-    from .report import SummaryRow
+    from .history import make_entry
     from .slo import SLOFailure
 
     bounds = [b for mark in item.iter_markers("slo") for b in mark.args]
@@ -229,9 +229,6 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 verdicts, failed = exc.verdicts, failed + exc.failed
         elif isinstance(error, SLOFailure):
             verdicts = error.verdicts
-        state.rows.append(SummaryRow.of(item.nodeid, result, verdicts))
-        from .history import make_entry
-
         state.entries.append(make_entry(item.nodeid, result, verdicts, _backend_of(result)))
     _export_records(item, bench)
     if error is not None:
@@ -273,7 +270,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash[STATE_KEY]
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the one run
-        workeroutput["servebench_rows"] = [r.to_dict() for r in state.rows]
         workeroutput["servebench_entries"] = state.entries
         return
     if not state.entries:
@@ -341,23 +337,19 @@ def _save(config: pytest.Config, state: _SessionState, history: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    from .report import SummaryRow
-
     output = getattr(node, "workeroutput", {})
-    state = node.config.stash[STATE_KEY]
-    state.rows.extend(SummaryRow.from_dict(r) for r in output.get("servebench_rows", []))
-    state.entries.extend(output.get("servebench_entries", []))
+    node.config.stash[STATE_KEY].entries.extend(output.get("servebench_entries", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if STATE_KEY not in config.stash:
         return
     state = config.stash[STATE_KEY]
-    if state.rows:
-        from .report import render_table
+    if state.entries:
+        from .report import render_summary
 
         terminalreporter.write_sep("=", "servebench summary")
-        for line in render_table(sorted(state.rows, key=lambda r: r.nodeid)):
+        for line in render_summary(state.entries):
             terminalreporter.write_line(line)
     if state.comparison is not None:
         from .compare import render_comparison

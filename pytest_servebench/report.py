@@ -1,64 +1,47 @@
-"""The end-of-session summary table."""
+"""Terminal tables: the end-of-session summary, built from the run's history entries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .result import Result
-from .slo import Verdict, format_value
+from .slo import format_value
 
 
-@dataclass(frozen=True)
-class SummaryRow:
-    nodeid: str
-    target: str
-    workload: str
-    n: int
-    p50_s: float
-    p99_s: float
-    throughput: float
-    success_ratio: float
-    verdict: str  # "pass", "fail", "inconclusive" or "-" when no SLO was set
-
-    @classmethod
-    def of(cls, nodeid: str, result: Result, verdicts: Sequence[Verdict]) -> SummaryRow:
-        return cls(nodeid, result.target, str(result.workload.get("str", "")), result.count,
-                   result.latency.p50.value, result.latency.p99.value, result.throughput,
-                   result.success_ratio, overall_verdict(verdicts))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SummaryRow:
-        return cls(**data)
-
-
-def overall_verdict(verdicts: Iterable[Verdict]) -> str:
-    outcomes = {v.outcome for v in verdicts}
-    if not outcomes:
+def overall_verdict(outcomes: Iterable[str]) -> str:
+    """"fail" beats "inconclusive" beats "pass"; "-" when no SLO was judged."""
+    seen = set(outcomes)
+    if not seen:
         return "-"
     for worst in ("fail", "inconclusive"):
-        if worst in outcomes:
+        if worst in seen:
             return worst
     return "pass"
 
 
-def render_table(rows: Sequence[SummaryRow]) -> list[str]:
-    header = ("test", "target", "workload", "n", "p50", "p99", "throughput", "success", "SLO")
-    body = [
-        (r.nodeid, r.target, r.workload, str(r.n), format_value("latency", r.p50_s),
-         format_value("latency", r.p99_s), format_value("rate", r.throughput),
-         f"{r.success_ratio:.4f}", r.verdict)
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
-    right = {3, 4, 5, 6, 7}
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
+                 right: Iterable[int] = ()) -> list[str]:
+    """Columns padded to their widest cell; ``right`` names right-aligned columns."""
+    align_right = set(right)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
 
     def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+        return "  ".join(c.rjust(w) if i in align_right else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
-    return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(b) for b in body)]
+    return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
+
+
+def render_summary(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One row per benchmarked result: target, workload, n, p50, p99, throughput, success, SLO."""
+    header = ("test", "target", "workload", "n", "p50", "p99", "throughput", "success", "SLO")
+    rows = [
+        (e["nodeid"], e["target"], str(e["workload"].get("str", "")), str(e["count"]),
+         format_value("latency", e["latency_s"]["p50"]["value"]),
+         format_value("latency", e["latency_s"]["p99"]["value"]),
+         format_value("rate", e["throughput"]), f"{e['success_ratio']:.4f}",
+         overall_verdict(v["outcome"] for v in e["slo"]))
+        for e in sorted(entries, key=lambda e: str(e["nodeid"]))
+    ]
+    return format_table(header, rows, right={3, 4, 5, 6, 7})
