@@ -1,9 +1,12 @@
 """Noise-aware comparison of a run against a baseline from the history.
 
 A change is a regression only when it passes its threshold AND is statistically significant
-(as asv does before calling a regression): latency by a Mann-Whitney U test on the stored
-histograms, throughput by a conditional binomial test on completion counts, success ratio by
-Fisher's exact test. Re-running an unchanged target on a noisy machine therefore passes.
+(as asv does before calling a regression): a latency percentile by a quantile test on the
+stored histograms (Fisher's exact test on the counts above and below the pooled percentile; for
+p50 that is Mood's median test), so a slower tail is seen even when the median is not; mean and
+max by a Mann-Whitney U test; throughput by a conditional binomial test on completion counts;
+success ratio by Fisher's exact test.
+Re-running an unchanged target on a noisy machine therefore passes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .histogram import LatencyHistogram
 DEFAULT_FAIL_SPEC = "p99:10%,throughput:-5%,success_ratio:-0.01"
 DEFAULT_ALPHA = 0.05
 _LATENCY = ("p50", "p90", "p95", "p99", "p999", "mean", "max")
+_QUANTILE = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 _SPEC = re.compile(r"^\s*([a-z0-9_]+)\s*:\s*([-+]?[0-9]*\.?[0-9]+)\s*(%?)\s*$")
 
 
@@ -79,6 +83,8 @@ def _histogram_samples(entries: Sequence[Mapping[str, Any]]) -> Any:
 def p_value(metric: str, current: Mapping[str, Any],
             baseline: Sequence[Mapping[str, Any]]) -> float | None:
     """Two-sided p-value that current and baseline differ in ``metric``; None if untestable."""
+    if metric in _QUANTILE:
+        return _quantile_p_value(_QUANTILE[metric], current, baseline)
     if metric in _LATENCY or (metric == "usd_per_million"
                               and (current.get("cost") or {}).get("platform") == "lambda"):
         from scipy.stats import mannwhitneyu
@@ -108,6 +114,22 @@ def p_value(metric: str, current: Mapping[str, Any],
         n2 = sum(int(e["count"]) for e in baseline)
         return float(fisher_exact([[ok1, n1 - ok1], [ok2, n2 - ok2]]).pvalue)
     return None
+
+
+def _quantile_p_value(q: float, current: Mapping[str, Any],
+                      baseline: Sequence[Mapping[str, Any]]) -> float | None:
+    """Do the two samples share their ``q``-quantile? Split both at the pooled quantile and test
+    the 2x2 table of counts above/not above it (a generalised Mood's median test)."""
+    import numpy as np
+    from scipy.stats import fisher_exact
+
+    x, y = _histogram_samples([current]), _histogram_samples(baseline)
+    if len(x) == 0 or len(y) == 0:
+        return None
+    cut = float(np.quantile(np.concatenate([x, y]), q))
+    above_x, above_y = int((x > cut).sum()), int((y > cut).sum())
+    table = [[above_x, len(x) - above_x], [above_y, len(y) - above_y]]
+    return float(fisher_exact(table).pvalue)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ def test_20_percent_slower_is_flagged_and_a_rerun_is_not(
     server.behaviour.delay_s = 0.006  # the target got 20% slower
     slower = compare_run([_measure(server)], history, thresholds=SPEC)
     flagged = {c.metric for c in slower.regressions}
-    assert {"p50", "p99"} <= flagged
+    # The median shift is what a 1 ms slowdown guarantees; p99 of 400 loopback requests is
+    # dominated by the machine's scheduling noise (CI once saw a baseline spike hide it).
+    assert "p50" in flagged
     p50 = next(c for c in slower.changes if c.metric == "p50")
     assert p50.change > 0.1 and p50.p_value is not None and p50.p_value < 0.001
 
@@ -71,3 +73,15 @@ def test_baseline_references() -> None:
     # A different backend is never a baseline.
     docker = make_entry("t::x", result([0.012] * 200), [], "docker")
     assert compare_run([docker], runs, thresholds=th).no_baseline == ("t::x",)
+
+
+def test_a_slower_tail_is_flagged_on_p99_alone() -> None:
+    rng = __import__("random").Random(7)
+    body = [rng.uniform(0.009, 0.011) for _ in range(2000)]
+    base = make_entry("t::x", result(body), [], "local")
+    tail = sorted(body)
+    tail[-100:] = [x * 2 for x in tail[-100:]]  # the slowest 5% doubled, the median untouched
+    cur = make_entry("t::x", result(tail), [], "local")
+    cmp = compare_run([cur], [new_run([base], backend="local")], thresholds=SPEC)
+    flagged = {c.metric for c in cmp.regressions}
+    assert "p99" in flagged and "p50" not in flagged
