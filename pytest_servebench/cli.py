@@ -152,6 +152,38 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from targets.registry import get
+
+    get(args.target)  # an unknown name is a usage error before anything starts
+    os.environ["SERVEBENCH_TARGET"] = args.target
+    if args.threads:
+        os.environ["SERVEBENCH_THREADS"] = str(args.threads)
+    if args.slots:
+        os.environ["SERVEBENCH_INFERENCE_SLOTS"] = str(args.slots)
+    uvicorn.run("targets.app:create_app", factory=True, host=args.host, port=args.port,
+                workers=args.workers, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    from targets.build import main as build_main
+
+    return build_main(list(args.targets))
+
+
+def _package(args: argparse.Namespace) -> int:
+    from targets.package import main as package_main
+
+    argv = list(args.targets) + (["--out", args.out] if args.out else []) + \
+        (["--json"] if args.json else [])
+    return package_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servebench", description="pytest-servebench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +236,29 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--fail", default=None, help="thresholds, e.g. p99:10%%,throughput:-5%%")
     hist.add_argument("--csv", action="store_true", help="export: CSV (the only format)")
     hist.set_defaults(func=_history)
+
+    serve = sub.add_parser("serve", help="run a target's HTTP app in the foreground (uvicorn)")
+    serve.add_argument("target", help="e.g. mobilenet_v2 (see `servebench build --help`)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--threads", type=int, default=None,
+                       help="threads per inference (default: the CPUs available)")
+    serve.add_argument("--slots", type=int, default=None,
+                       help="inferences run at once per worker (default 1); keep slots x "
+                            "threads within the cores")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+
+    build = sub.add_parser("build", help="build (or find in the cache) the targets' models")
+    build.add_argument("targets", nargs="*", help="target names (default: all)")
+    build.set_defaults(func=_build)
+
+    package = sub.add_parser("package", help="function package size per target, or write one")
+    package.add_argument("targets", nargs="*", help="target names (default: all)")
+    package.add_argument("--out", default=None, help="write the package folder (one target)")
+    package.add_argument("--json", action="store_true")
+    package.set_defaults(func=_package)
     return parser
 
 

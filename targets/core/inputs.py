@@ -1,0 +1,139 @@
+"""One request schema for both front doors, with limits and clear errors.
+
+HTTP (``POST /predict``): raw image bytes (``image/*`` or ``application/octet-stream``), JSON
+``{"image_b64": "..."}`` or ``{"text": "..."}``, or ``text/plain``.
+Lambda: the same JSON as a direct-invoke event, or an API Gateway proxy event whose ``body``
+carries any of the HTTP forms (``isBase64Encoded`` for bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadInput
+
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits. Defaults: Lambda's 6 MB synchronous payload limit; 40 megapixels (a 2 MB
+    JPEG from a phone is 12 MP); images at least 16 px a side; 20,000 characters of text."""
+
+    max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
+    max_pixels: int = 40_000_000
+    min_side: int = 16
+    max_text_chars: int = 20_000
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        d = cls()
+        return cls(_env_int("SERVEBENCH_MAX_BODY_BYTES", d.max_body_bytes),
+                   _env_int("SERVEBENCH_MAX_PIXELS", d.max_pixels),
+                   _env_int("SERVEBENCH_MIN_SIDE", d.min_side),
+                   _env_int("SERVEBENCH_MAX_TEXT_CHARS", d.max_text_chars))
+
+
+@dataclass(frozen=True)
+class Request:
+    image: bytes | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        assert (self.image is None) != (self.text is None)
+
+
+def check_size(n: int, limits: Limits) -> None:
+    if n > limits.max_body_bytes:
+        raise BadInput(413, f"request body of {n} bytes exceeds the limit of "
+                            f"{limits.max_body_bytes} bytes")
+
+
+def _from_json_object(obj: Any, limits: Limits) -> Request:
+    if not isinstance(obj, dict):
+        raise BadInput(400, f"expected a JSON object with 'image_b64' or 'text', got "
+                            f"{type(obj).__name__}")
+    if "image_b64" in obj:
+        raw = obj["image_b64"]
+        if not isinstance(raw, str):
+            raise BadInput(400, "'image_b64' must be a base64 string")
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadInput(400, f"'image_b64' is not valid base64: {exc}") from None
+        if not data:
+            raise BadInput(400, "'image_b64' is empty")
+        return Request(image=data)
+    if "text" in obj:
+        return Request(text=_check_text(obj["text"], limits))
+    raise BadInput(400, "expected a JSON object with 'image_b64' or 'text'")
+
+
+def _check_text(text: Any, limits: Limits) -> str:
+    if not isinstance(text, str):
+        raise BadInput(400, "'text' must be a string")
+    if not text.strip():
+        raise BadInput(400, "'text' is empty")
+    if len(text) > limits.max_text_chars:
+        raise BadInput(413, f"text of {len(text)} characters exceeds the limit of "
+                            f"{limits.max_text_chars}")
+    return text
+
+
+def from_http(body: bytes, content_type: str | None, limits: Limits) -> Request:
+    check_size(len(body), limits)
+    if not body:
+        raise BadInput(400, "empty request body")
+    ctype = (content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        try:
+            obj = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            raise BadInput(400, f"malformed JSON: {exc}") from None
+        return _from_json_object(obj, limits)
+    if ctype.startswith("text/"):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(400, f"text body is not UTF-8: {exc}") from None
+        return Request(text=_check_text(text, limits))
+    if ctype.startswith("image/") or ctype == "application/octet-stream":
+        return Request(image=body)
+    raise BadInput(415, f"unsupported content type {ctype!r}: send image/*, "
+                        "application/octet-stream, application/json or text/plain")
+
+
+def from_event(event: Any, limits: Limits) -> tuple[Request, bool]:
+    """The request in a Lambda event, and whether the event came through an API Gateway proxy."""
+    if isinstance(event, dict) and "body" in event and ("httpMethod" in event
+                                                        or "requestContext" in event
+                                                        or "isBase64Encoded" in event):
+        body = event.get("body")
+        if body is None:
+            raise BadInput(400, "empty request body")
+        if not isinstance(body, str):
+            raise BadInput(400, "proxy event 'body' must be a string")
+        if event.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise BadInput(400, f"body is not valid base64: {exc}") from None
+        else:
+            raw = body.encode("utf-8", "surrogatepass")
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        ctype = headers.get("content-type")
+        if ctype is None:
+            ctype = "application/octet-stream" if event.get("isBase64Encoded") else \
+                "application/json"
+        return from_http(raw, str(ctype), limits), True
+    return _from_json_object(event, limits), False

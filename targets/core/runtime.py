@@ -1,0 +1,274 @@
+"""The inference core: load a target's artifact once, then ``predict(request)`` per request.
+
+Each answer carries the core's own timings (decode, inference, post-process, in ms) so a client can
+split latency. Loading records its own phases (runtime import, model load, first inference) for
+the cold-start decomposition of study 004.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput
+from .inputs import Limits, Request
+
+
+def default_slots() -> int:
+    return max(1, int(os.environ.get("SERVEBENCH_INFERENCE_SLOTS") or 1))
+
+
+def default_threads() -> int:
+    raw = os.environ.get("SERVEBENCH_THREADS")
+    if raw:
+        return max(1, int(raw))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Core:
+    """Base class: subclasses implement ``_load`` and ``_infer``."""
+
+    kind = ""
+
+    def __init__(self, name: str, path: Path, meta: dict[str, Any], *, threads: int,
+                 limits: Limits, slots: int = 1) -> None:
+        self.name, self.path, self.meta = name, path, meta
+        self.threads, self.limits, self.slots = threads, limits, slots
+        self.init_timings: dict[str, float] = {}
+        # ``slots`` inferences at a time, each on ``threads`` cores: slots x threads should not
+        # pass the cores, or calls only oversubscribe them. Decoding overlaps freely.
+        self._lock = threading.BoundedSemaphore(slots)
+
+    def load(self) -> Core:
+        self._load()
+        started = time.perf_counter()
+        self._warm()
+        self.init_timings["first_inference_s"] = time.perf_counter() - started
+        return self
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _warm(self) -> None:
+        raise NotImplementedError
+
+    def _timed(self, key: str, started: float) -> float:
+        now = time.perf_counter()
+        self.init_timings[key] = now - started
+        return now
+
+    def predict(self, request: Request) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"target": self.name, "kind": self.kind, "runtime": self.meta.get("runtime"),
+                "threads": self.threads, "slots": self.slots,
+                "parameters": self.meta.get("parameters"),
+                "model_bytes": self.path.stat().st_size}
+
+
+def _ms(t0: float, t1: float) -> float:
+    return round((t1 - t0) * 1000, 3)
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle intra-op threads would spin for the next call and take the CPU that decoding the
+    # next request needs; a server overlaps the two.
+    so.add_session_config_entry("session.intra_op.allow_spinning",
+                                os.environ.get("SERVEBENCH_ORT_SPIN", "0"))
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+class ImageCore(Core):
+    runtime_name = "onnx"
+
+    def _load(self) -> None:
+        t = time.perf_counter()
+        import numpy as np  # noqa: F401  (timed: part of the import phase)
+        import PIL.Image  # noqa: F401
+
+        if self.meta["runtime"] == "torch":
+            import torch
+
+            torch.set_num_threads(self.threads)
+            t = self._timed("import_s", t)
+            from ..models.mobilenet_v2 import MobileNetV2
+
+            net = MobileNetV2().eval()
+            net.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+            self._torch = torch
+            self._net = net
+        else:
+            import onnxruntime  # noqa: F401
+
+            t = self._timed("import_s", t)
+            self._session = _ort_session(self.path, self.threads)
+        self._timed("model_load_s", t)
+        self.size = int(self.meta["input_size"])
+
+    def _run(self, x: Any) -> list[Any]:
+        with self._lock:
+            if self.meta["runtime"] == "torch":
+                with self._torch.inference_mode():
+                    out = self._net(self._torch.from_numpy(x))
+                return [out.numpy()]
+            return list(self._session.run(None, {"input": x}))
+
+    def _warm(self) -> None:
+        import numpy as np
+
+        self._run(np.zeros((1, 3, self.size, self.size), np.float32))
+
+    def predict(self, request: Request) -> dict[str, Any]:
+        from . import imaging
+
+        if request.image is None:
+            raise BadInput(415, f"target {self.name!r} takes an image, not text")
+        t0 = time.perf_counter()
+        img = imaging.decode(request.image, self.limits)
+        x = imaging.to_tensor(img, self.size)
+        t1 = time.perf_counter()
+        outputs = self._run(x)
+        t2 = time.perf_counter()
+        answer = self._postprocess(outputs, img.size)
+        t3 = time.perf_counter()
+        answer["timings_ms"] = {"decode": _ms(t0, t1), "inference": _ms(t1, t2),
+                                "postprocess": _ms(t2, t3)}
+        answer["target"] = self.name
+        return answer
+
+    def _postprocess(self, outputs: list[Any], size: tuple[int, int]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ClassifyCore(ImageCore):
+    kind = "classify"
+    top_k = 5
+
+    def _postprocess(self, outputs: list[Any], size: tuple[int, int]) -> dict[str, Any]:
+        import numpy as np
+
+        logits = outputs[0][0].astype(np.float64)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()
+        top = np.argsort(-p)[: self.top_k]
+        return {"classes": [{"class": int(i), "label": f"class_{int(i)}", "score": float(p[i])}
+                            for i in top]}
+
+
+class DetectCore(ImageCore):
+    kind = "detect"
+
+    def _load(self) -> None:
+        super()._load()
+        from .detect import default_boxes
+
+        self.anchors = default_boxes(self.meta["feature_maps"],
+                                     int(self.meta["anchors_per_location"]))
+
+    def _postprocess(self, outputs: list[Any], size: tuple[int, int]) -> dict[str, Any]:
+        from .detect import postprocess
+
+        boxes = postprocess(outputs[0][0], outputs[1][0], self.anchors,
+                            iou_threshold=float(self.meta["nms_iou"]))
+        w, h = size
+        return {"boxes": [{"box": [round(float(b[0]) * w, 1), round(float(b[1]) * h, 1),
+                                   round(float(b[2]) * w, 1), round(float(b[3]) * h, 1)],
+                           "score": round(float(s), 5), "class": int(c)}
+                          for b, s, c in boxes]}
+
+
+class TextCore(Core):
+    kind = "text"
+
+    def _load(self) -> None:
+        t = time.perf_counter()
+        import numpy as np  # noqa: F401
+
+        if self.meta["runtime"] == "sklearn":
+            import joblib
+            import sklearn  # noqa: F401
+
+            t = self._timed("import_s", t)
+            with open(self.path, "rb") as f:
+                self._pipe = joblib.load(f)
+        else:
+            import onnxruntime  # noqa: F401
+
+            t = self._timed("import_s", t)
+            self._session = _ort_session(self.path, self.threads)
+        self._timed("model_load_s", t)
+        self.labels = list(self.meta["labels"])
+
+    def _scores(self, text: str) -> Any:
+        import numpy as np
+
+        with self._lock:
+            if self.meta["runtime"] == "sklearn":
+                return self._pipe.predict_proba([text])[0]
+            from .tokenize import encode
+
+            ids, mask = encode(text, int(self.meta["max_tokens"]), int(self.meta["vocab"]))
+            (logits,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+        z = logits[0].astype(np.float64)
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    def _warm(self) -> None:
+        self._scores("warm up")
+
+    def predict(self, request: Request) -> dict[str, Any]:
+        if request.text is None:
+            raise BadInput(415, f"target {self.name!r} takes text, not an image")
+        t0 = time.perf_counter()
+        p = self._scores(request.text)
+        t1 = time.perf_counter()
+        best = int(p.argmax())
+        return {"target": self.name, "label": self.labels[best], "score": float(p[best]),
+                "timings_ms": {"decode": 0.0, "inference": _ms(t0, t1), "postprocess": 0.0}}
+
+
+_CORES: dict[str, type[Core]] = {"classify": ClassifyCore, "detect": DetectCore,
+                                 "text": TextCore}
+
+
+def artifact_for(name: str) -> tuple[Path, dict[str, Any]]:
+    """The model file for target ``name``: ``$SERVEBENCH_MODEL_PATH`` (a function package or
+    image sets it), else the build cache (building it needs torch)."""
+    from ..registry import get
+
+    explicit = os.environ.get("SERVEBENCH_MODEL_PATH")
+    if explicit:
+        path = Path(explicit)
+        return path, json.loads(path.with_suffix(".json").read_text())
+    from ..build import ensure
+
+    spec = get(name)
+    art = ensure(spec.model, spec.runtime)
+    return art.path, art.meta
+
+
+def load_core(name: str, *, threads: int | None = None, limits: Limits | None = None,
+              slots: int | None = None) -> Core:
+    from ..registry import get
+
+    started = time.perf_counter()
+    spec = get(name)
+    path, meta = artifact_for(name)
+    core = _CORES[spec.kind](name, path, meta, threads=threads or default_threads(),
+                             limits=limits or Limits.from_env(), slots=slots or default_slots())
+    core.init_timings["locate_s"] = time.perf_counter() - started
+    return core.load()

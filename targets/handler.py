@@ -1,0 +1,84 @@
+"""The Lambda front door: ``targets.handler.handler(event, context)``.
+
+Set ``SERVEBENCH_TARGET`` to the target's name (and ``SERVEBENCH_MODEL_PATH`` in a function
+package). The model loads during the function's init phase (module import), as Lambda best practice
+has it, so ``Init Duration`` carries the load and warm invocations do not.
+
+Events: a direct invoke with ``{"image_b64": ...}`` or ``{"text": ...}``, or an API Gateway proxy
+event (REST or HTTP API) whose body carries raw bytes (``isBase64Encoded``), JSON or text. Proxy
+events get a proxy response (``statusCode``, ``headers``, ``body``); bad input there is a 4xx
+response. Bad input in a direct invoke raises :class:`BadInput`, which Lambda returns as an error
+object (``errorType: "BadInput"``, ``errorMessage: "400: ..."``); any other error type is a bug.
+
+The handler writes nothing outside /tmp (study 000's read-only file system lesson): libraries that
+cache under $HOME are pointed at /tmp before they are imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+_INIT_STARTED = time.perf_counter()
+_TMP = tempfile.gettempdir()
+for _var, _sub in (("TORCH_HOME", "torch"), ("XDG_CACHE_HOME", "cache"),
+                   ("MPLCONFIGDIR", "matplotlib"), ("JOBLIB_TEMP_FOLDER", "joblib")):
+    os.environ.setdefault(_var, os.path.join(_TMP, _sub))
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+from .core import BadInput as _CoreBadInput  # noqa: E402
+from .core import Core, from_event  # noqa: E402
+from .core.inputs import Limits  # noqa: E402
+
+
+class BadInput(Exception):
+    """Raised for bad input in a direct invoke; the message starts with the HTTP-style status."""
+
+
+_core: Core | None = None
+_init: dict[str, float] | None = None
+
+
+def init(target: str | None = None) -> Core:
+    """Load the core (at import when ``SERVEBENCH_TARGET`` is set; else on first use)."""
+    global _core, _init
+    if _core is None:
+        from .core import load_core
+
+        name = target or os.environ.get("SERVEBENCH_TARGET")
+        if not name:
+            raise RuntimeError("set SERVEBENCH_TARGET to the target this function serves")
+        _core = load_core(name)
+        _init = {**_core.init_timings, "handler_init_s": time.perf_counter() - _INIT_STARTED}
+    return _core
+
+
+if os.environ.get("SERVEBENCH_TARGET"):
+    init()
+
+
+def _proxy(status: int, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"content-type": "application/json"},
+            "body": json.dumps(payload), "isBase64Encoded": False}
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    global _init
+    started = time.perf_counter()
+    core = init()
+    proxy = False
+    try:
+        request, proxy = from_event(event, core.limits if core else Limits())
+        answer = core.predict(request)
+    except _CoreBadInput as exc:
+        if proxy or (isinstance(event, dict) and "body" in event):
+            return _proxy(exc.status, exc.to_dict())
+        raise BadInput(f"{exc.status}: {exc.message}") from None
+    answer["timings_ms"]["handler"] = round((time.perf_counter() - started) * 1000, 3)
+    if _init is not None:  # the first invocation of this sandbox reports its init phases
+        answer["init_timings_s"] = _init
+        _init = None
+    return _proxy(200, answer) if proxy else answer
