@@ -22,10 +22,11 @@ def decode(data: bytes, limits: Limits) -> Any:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             width, height = img.size  # from the header only: nothing decoded yet
-    except (UnidentifiedImageError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:
-        raise BadInput(415 if isinstance(exc, UnidentifiedImageError) else 413,
-                       f"not a decodable image: {exc}") from None
+    except UnidentifiedImageError as exc:
+        raise BadInput(415, f"not a decodable image: {exc}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadInput(413, f"image too large to decode (decompression bomb guard): {exc}") \
+            from None
     except Exception as exc:
         raise BadInput(400, f"corrupt image header: {exc}") from None
     if width * height > limits.max_pixels:

@@ -73,6 +73,7 @@ def _from_json_object(obj: Any, limits: Limits) -> Request:
             raise BadInput(400, f"'image_b64' is not valid base64: {exc}") from None
         if not data:
             raise BadInput(400, "'image_b64' is empty")
+        check_size(len(data), limits)
         return Request(image=data)
     if "text" in obj:
         return Request(text=_check_text(obj["text"], limits))

@@ -33,7 +33,8 @@ class AlbertLayer(nn.Module):
         scores = scores + mask
         ctx = (scores.softmax(-1) @ split(self.v(x))).transpose(1, 2).reshape(n, t, h)
         x = self.attn_norm(x + self.dense(ctx))
-        return self.out_norm(x + self.ffn_out(nn.functional.gelu(self.ffn(x))))
+        out: torch.Tensor = self.out_norm(x + self.ffn_out(nn.functional.gelu(self.ffn(x))))
+        return out
 
 
 class AlbertClassifier(nn.Module):
@@ -63,4 +64,5 @@ class AlbertClassifier(nn.Module):
         for _ in range(self.layers):
             x = self.layer(x, mask)
         pooled = torch.tanh(self.pooler(x[:, 0]))
-        return self.classifier(pooled)
+        logits: torch.Tensor = self.classifier(pooled)
+        return logits

@@ -49,9 +49,12 @@ class SSDHead(nn.Module):
         for x, loc, conf in zip(maps, self.loc, self.conf, strict=True):
             for head, target in ((loc, 1.0), (conf, 2.0)):
                 last = self._last(head)
+                assert last.bias is not None
                 last.bias.zero_()
                 last.weight.mul_(target / max(float(head(x).std()), 1e-12))
-            bias = self._last(conf).bias.view(ANCHORS_PER_LOCATION, self.num_classes)
+            conf_bias = self._last(conf).bias
+            assert conf_bias is not None
+            bias = conf_bias.view(ANCHORS_PER_LOCATION, self.num_classes)
             bias[:, 0] = background_bias
 
     def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
