@@ -24,13 +24,16 @@ _MAX_DETAIL = 512
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request in flight."""
 
-    def __init__(self, capture_body: bool) -> None:
+    def __init__(self, capture_body: bool, capture_headers: bool = False) -> None:
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[tuple[int, bool, bytes]] | None = None
         self.capture_body = capture_body
         self.body = bytearray()
+        self.headers: dict[str, str] = {}
         self.closed = False
+        if capture_headers:  # httptools looks for on_header once, when the parser is made
+            self.on_header = self._on_header
+        self.parser = httptools.HttpResponseParser(self)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -50,6 +53,10 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.body.clear()
+        self.headers = {}
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
         if self.capture_body or len(self.body) < _MAX_DETAIL:
@@ -87,6 +94,7 @@ class HttpClient:
         method: str = "POST",
         headers: dict[str, str] | None = None,
         capture_body: bool = False,
+        capture_headers: bool = False,
         connect_timeout_s: float = 5.0,
     ) -> None:
         parts = urlsplit(url)
@@ -108,6 +116,7 @@ class HttpClient:
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self._head = "\r\n".join(head)
         self._capture_body = capture_body
+        self._capture_headers = capture_headers
         self._connect_timeout_s = connect_timeout_s
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
@@ -129,7 +138,8 @@ class HttpClient:
     async def _connect(self) -> _Connection:
         _, conn = await asyncio.wait_for(
             self._loop.create_connection(
-                lambda: _Connection(self._capture_body), self.host, self.port, ssl=self.ssl
+                lambda: _Connection(self._capture_body, self._capture_headers),
+                self.host, self.port, ssl=self.ssl
             ),
             self._connect_timeout_s,
         )
@@ -171,6 +181,8 @@ class HttpClient:
         else:
             self._discard(conn)
         extra: dict[str, Any] = {"body": body} if self._capture_body else {}
+        if self._capture_headers:
+            extra["headers"] = conn.headers
         if 200 <= status < 400:
             return Reply(ok=True, status=status, extra=extra)
         detail = body[:_MAX_DETAIL].decode("utf-8", "replace")

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 _INIT_STARTED = time.perf_counter()
+_INIT_STARTED_UNIX = time.time()
 _TMP = tempfile.gettempdir()
 for _var, _sub in (("TORCH_HOME", "torch"), ("XDG_CACHE_HOME", "cache"),
                    ("MPLCONFIGDIR", "matplotlib"), ("JOBLIB_TEMP_FOLDER", "joblib")):
@@ -52,7 +53,12 @@ def init(target: str | None = None) -> Core:
         if not name:
             raise RuntimeError("set SERVEBENCH_TARGET to the target this function serves")
         _core = load_core(name)
-        _init = {**_core.init_timings, "handler_init_s": time.perf_counter() - _INIT_STARTED}
+        _init = {**_core.init_timings, "handler_init_s": time.perf_counter() - _INIT_STARTED,
+                 "handler_import_started_unix": _INIT_STARTED_UNIX}
+        runtime_started = os.environ.get("SERVEBENCH_RUNTIME_STARTED_UNIX")
+        if runtime_started:  # set by targets.bootstrap: the runtime client's own start-up
+            _init["runtime_client_s"] = _INIT_STARTED_UNIX - float(runtime_started)
+            _init["runtime_started_unix"] = float(runtime_started)
     return _core
 
 
@@ -65,10 +71,20 @@ def _proxy(status: int, payload: dict[str, Any]) -> dict[str, Any]:
             "body": json.dumps(payload), "isBase64Encoded": False}
 
 
+WARMUP_EVENT = {"servebench": "warmup"}
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    """Serve one event (see the module docstring). ``{"servebench": "warmup"}`` only runs the
+    init phase: a platform sends it to get provisioned sandboxes ready."""
     global _init
     started = time.perf_counter()
     core = init()
+    if event == WARMUP_EVENT:
+        answer: dict[str, Any] = {"warm": True}
+        if _init is not None:
+            answer["init_timings_s"], _init = _init, None
+        return answer
     proxy = False
     try:
         request, proxy = from_event(event, core.limits if core else Limits())

@@ -1,0 +1,159 @@
+"""The local backend, the embedded default: everything runs on this machine as processes, with
+no Docker and no cloud.
+
+- ``function(...)``: a function on the local Lambda platform (the official Runtime Interface
+  Emulator per sandbox, Lambda's Invoke API on loopback).
+- ``server(...)``: the target's HTTP app under uvicorn, shaped like an EC2 instance type, a
+  Fargate task size or a SageMaker instance.
+
+Both return ``Target`` objects for ``servebench.run``. ``close()`` stops everything they started;
+the container backend swaps the process launchers for container ones and keeps the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import Any
+
+from ...functions.client import FunctionTarget
+from .processes import new_owner, tagged_processes
+from .server import ServerProcess, ServerTarget
+from .shaping import Shape, Shaper
+
+SERVER_PLATFORMS = ("ec2", "fargate", "sagemaker")
+
+
+def model_environment(target: str) -> dict[str, str]:
+    """Build (or find in the cache) the target's artifact here, so that sandboxes and servers
+    only load it, as a deployed package would."""
+    from targets.build import ensure
+    from targets.registry import get
+
+    spec = get(target)
+    art = ensure(spec.model, spec.runtime)
+    return {"SERVEBENCH_MODEL_PATH": str(art.path)}
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, *, shaper: Shaper | None = None) -> None:
+        self.shaper = shaper or Shaper()
+        self.owner = new_owner()
+        self._platform: Any = None
+        self._servers: list[ServerProcess] = []
+        self._functions: dict[tuple[Any, ...], FunctionTarget] = {}
+
+    # -- functions -------------------------------------------------------------------------
+    @property
+    def platform(self) -> Any:
+        """The local function platform (``functions.api.PlatformServer``), started on demand."""
+        if self._platform is None:
+            from ...functions.api import PlatformServer
+            from .functions import ProcessLauncher
+
+            shaper, owner = self.shaper, self.owner
+            self._platform = PlatformServer(
+                lambda: ProcessLauncher(owner=owner, shaper=shaper)).start()
+        return self._platform
+
+    def function(self, target: str = "mobilenet_v2", *, memory_mb: int = 1024,
+                 name: str | None = None, reserved_concurrency: int | None = None,
+                 provisioned_concurrency: int = 0, keep_alive_s: float = 300.0,
+                 timeout_s: float = 30.0, parallel_init: bool = False,
+                 environment: dict[str, str] | None = None) -> FunctionTarget:
+        """Deploy ``target`` as a function (or update it) and return it as a target."""
+        from ...functions.platform import FunctionConfig
+
+        fname = name or f"{target}-{memory_mb}mb" + ("-parallel" if parallel_init else "")
+        config = FunctionConfig(
+            name=fname, target=target, memory_mb=memory_mb, timeout_s=timeout_s,
+            reserved_concurrency=reserved_concurrency,
+            provisioned_concurrency=provisioned_concurrency, keep_alive_s=keep_alive_s,
+            parallel_init=parallel_init,
+            environment={**model_environment(target), **(environment or {})})
+        srv = self.platform
+        srv.deploy(config)
+        shape = Shape.for_lambda(memory_mb)
+        profile = {"backend": self.name, "target": target, "memory_mb": memory_mb,
+                   "arch": "x86_64", "parallel_init": parallel_init,
+                   "reserved_concurrency": reserved_concurrency,
+                   "provisioned_concurrency": provisioned_concurrency,
+                   **self.shaper.describe(shape)}
+        return FunctionTarget(srv.endpoint_url, fname, name=f"lambda:{fname}", profile=profile)
+
+    def force_cold(self, function: FunctionTarget) -> None:
+        """Retire the function's sandboxes: its next invocations are cold starts."""
+        self.platform.force_cold(function.function)
+
+    # -- servers ---------------------------------------------------------------------------
+    def server(self, target: str = "mobilenet_v2", *, platform: str = "ec2",
+               instance_type: str | None = "c5.large", vcpu: float | None = None,
+               memory_gb: float | None = None, workers: int = 1, threads: int | None = None,
+               slots: int | None = None, prices: Any = None) -> ServerTarget:
+        """Start ``target``'s HTTP app shaped like ``instance_type`` (EC2, SageMaker ``ml.*``)
+        or like a Fargate task of ``vcpu`` and ``memory_gb``."""
+        if platform not in SERVER_PLATFORMS:
+            raise ValueError(f"server platform is one of {SERVER_PLATFORMS}, not {platform!r}")
+        profile: dict[str, Any] = {"backend": self.name, "platform": platform,
+                                   "target": target}
+        if platform == "fargate":
+            if vcpu is None or memory_gb is None:
+                raise ValueError("a Fargate server needs vcpu= and memory_gb=")
+            profile.update(vcpu=vcpu, memory_gb=memory_gb, arch="x86_64")
+        else:
+            from ...pricebook import load_price_book
+
+            if instance_type is None:
+                raise ValueError(f"an {platform} server needs instance_type=")
+            if platform == "sagemaker" and not instance_type.startswith("ml."):
+                instance_type = "ml." + instance_type
+            inst = (prices or load_price_book()).instance(instance_type)
+            vcpu, memory_gb = inst.vcpu, inst.memory_gib
+            profile.update(instance_type=instance_type, vcpu=vcpu, memory_gb=memory_gb,
+                           arch=inst.arch)
+            if inst.arch != "x86_64" and os.uname().machine == "x86_64":
+                profile["arch_note"] = (f"{instance_type} is {inst.arch}; it runs as x86_64 "
+                                        "here, shaped to its vCPU and memory only")
+        shape = Shape(vcpu=float(vcpu), memory_mb=int(float(memory_gb) * 1024))
+        proc = ServerProcess(target, owner=self.owner, shape=shape, shaper=self.shaper,
+                             workers=workers, threads=threads, slots=slots,
+                             environment=model_environment(target),
+                             label=f"{platform}-{target}")
+        self._servers.append(proc)
+        profile.update(self.shaper.describe(shape))
+        profile.update(workers=workers, threads=proc.threads, slots=slots or 1,
+                       ready_s=round(proc.ready_s, 3))
+        return ServerTarget(proc.url, name=f"{platform}:{instance_type or 'task'}:{target}",
+                            profile=profile)
+
+    # -- teardown --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every server and sandbox this backend started, then kill any process still
+        carrying this run's tag (the net under the net)."""
+        errors: list[BaseException] = []
+        for proc in self._servers:
+            try:
+                proc.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        self._servers.clear()
+        if self._platform is not None:
+            try:
+                self._platform.stop()
+            except Exception as exc:
+                errors.append(exc)
+            self._platform = None
+        for pid in tagged_processes(self.owner):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""Sandboxes as local processes: the Runtime Interface Emulator with ``targets.bootstrap`` (the
+``awslambdaric`` runtime client) as its runtime, each on its own loopback ports, in a cgroup shaped
+like the function's memory size where the machine allows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...functions.rie import find_rie
+from ...functions.sandbox import SandboxSpec
+from .processes import StartError, free_port, kill_group, spawn
+from .shaping import Cgroup, Shape, Shaper
+
+_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "SERVEBENCH_CACHE", "SERVEBENCH_ORT_SPIN",
+             "VIRTUAL_ENV", "LD_LIBRARY_PATH")
+
+
+class _LineReader(asyncio.Protocol):
+    def __init__(self, on_line: Callable[[str], None]) -> None:
+        self.on_line = on_line
+        self.buf = b""
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        for raw in lines:
+            self.on_line(raw.decode("utf-8", "replace").rstrip("\r"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.buf:
+            self.on_line(self.buf.decode("utf-8", "replace"))
+            self.buf = b""
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class ProcessSandbox:
+    def __init__(self, spec: SandboxSpec, proc: subprocess.Popen[bytes], port: int,
+                 workdir: Path, cgroup: Cgroup | None, log_keep: list[str]) -> None:
+        self.spec, self.proc, self.port, self.workdir = spec, proc, port, workdir
+        self.cgroup = cgroup
+        self._recent = log_keep
+        self._reader: _LineReader | None = None
+        self._transport: asyncio.BaseTransport | None = None
+
+    @property
+    def invoke_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def attach_log(self, on_line: Callable[[str], None]) -> None:
+        recent = self._recent
+
+        def keep(line: str) -> None:
+            recent.append(line)
+            if len(recent) > 200:
+                del recent[:100]
+            on_line(line)
+
+        loop = asyncio.get_running_loop()
+        self._reader = _LineReader(keep)
+        assert self.proc.stdout is not None
+        reader = self._reader
+
+        async def connect() -> None:
+            assert self.proc.stdout is not None
+            self._transport, _ = await loop.connect_read_pipe(lambda: reader, self.proc.stdout)
+
+        self._connecting = loop.create_task(connect())
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise StartError(f"sandbox {self.spec.sandbox_id}: the emulator exited with "
+                                 f"status {self.proc.returncode}\n" + "\n".join(self._recent[-40:]))
+            if time.monotonic() > deadline:
+                raise StartError(f"sandbox {self.spec.sandbox_id}: not ready after "
+                                 f"{timeout_s:g}s\n" + "\n".join(self._recent[-40:]))
+            await asyncio.sleep(0.002)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def peak_memory_mb(self) -> float | None:
+        if self.cgroup is not None:
+            return self.cgroup.peak_memory_mb()
+        return _tree_peak_mb(self.proc.pid)
+
+    def oom_killed(self) -> bool:
+        return self.cgroup is not None and self.cgroup.oom_killed()
+
+    def stop(self) -> None:
+        kill_group(self.proc)
+        if self._transport is not None:
+            self._transport.close()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"pid": self.proc.pid, "port": self.port}
+
+
+def _tree_peak_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of a process and its children, for machines without
+    cgroups: the runtime is the emulator's child."""
+    total_kb = 0
+    pids = [pid]
+    # The emulator is a Go program: any of its threads may have forked the runtime.
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            pids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return total_kb / 1024 if total_kb else None
+
+
+class ProcessLauncher:
+    """Starts each sandbox as an emulator process (in its own process group, dying with us)."""
+
+    def __init__(self, *, owner: str, shaper: Shaper | None = None, rie: Path | None = None,
+                 python: str = sys.executable) -> None:
+        self.owner = owner
+        self.rie = rie or find_rie()
+        self.shaper = shaper or Shaper()
+        self.python = python
+
+    def describe(self, memory_mb: int) -> dict[str, Any]:
+        return {"launcher": "process", "rie": str(self.rie),
+                **self.shaper.describe(Shape.for_lambda(memory_mb))}
+
+    def launch(self, spec: SandboxSpec) -> ProcessSandbox:
+        shape = Shape.for_lambda(spec.memory_mb)
+        port, api_port = free_port(), free_port()
+        workdir = Path(tempfile.mkdtemp(prefix=f"servebench-sandbox-{spec.sandbox_id}-"))
+        env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+        env.update(spec.environment)
+        env.update({"HOME": str(workdir), "TMPDIR": str(workdir), "LAMBDA_TASK_ROOT": str(workdir),
+                    "SERVEBENCH_THREADS": str(shape.threads()),
+                    "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "PYTHONUNBUFFERED": "1"})
+        argv = [str(self.rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+                "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "debug",
+                self.python, "-m", "targets.bootstrap", spec.handler]
+        cgroup = self.shaper.make(shape, spec.sandbox_id) if self.shaper.can_shape else None
+        proc = spawn(argv, env=env, owner=self.owner, cwd=workdir, stdout=subprocess.PIPE)
+        if cgroup is not None:
+            try:
+                cgroup.add(proc.pid)
+            except OSError:
+                kill_group(proc)
+                cgroup.remove()
+                raise
+        recent: list[str] = []
+        return ProcessSandbox(spec, proc, port, workdir, cgroup, recent)

@@ -1,0 +1,101 @@
+"""Server targets as local processes: the target's HTTP app under uvicorn (``servebench serve``)
+on a free loopback port, shaped like an EC2 instance, a Fargate task or a SageMaker endpoint
+where cgroups allow, ready when ``/health`` says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...target import Client
+from .processes import StartError, free_port, kill_group, spawn, wait_until
+from .shaping import Cgroup, Shape, Shaper
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """A running HTTP app; payloads are POSTed to ``/predict``."""
+
+    url: str
+    name: str
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "server", "url": self.url, **self.profile}
+
+    def client(self, *, concurrency_hint: int) -> Client:
+        from ...http_client import HttpClient
+
+        return HttpClient(self.url)
+
+
+def _health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except urllib.error.HTTPError:
+        return False  # 503 while the model loads
+
+
+class ServerProcess:
+    """One ``servebench serve`` process group; ``stop()`` leaves nothing behind."""
+
+    def __init__(self, target: str, *, owner: str, shape: Shape | None, shaper: Shaper,
+                 workers: int = 1, threads: int | None = None, slots: int | None = None,
+                 environment: dict[str, str] | None = None, start_timeout_s: float = 120.0,
+                 label: str = "server") -> None:
+        self.target = target
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"servebench-{label}-"))
+        self.log = self.workdir / "server.log"
+        self.cgroup: Cgroup | None = None
+        threads = threads or (shape.threads() if shape else None)
+        argv = [sys.executable, "-m", "pytest_servebench.cli", "serve", target,
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+                "--log-level", "warning"]
+        if threads:
+            argv += ["--threads", str(threads)]
+        if slots:
+            argv += ["--slots", str(slots)]
+        env = {**os.environ, **(environment or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc = spawn(argv, env=env, owner=owner, log=self.log, cwd=self.workdir)
+        try:
+            if shape is not None and shaper.can_shape:
+                self.cgroup = shaper.make(shape, label)
+                if self.cgroup is not None:
+                    self.cgroup.add(self.proc.pid)
+            health = f"http://127.0.0.1:{self.port}/health"
+            self.ready_s = wait_until(lambda: _health(health), timeout_s=start_timeout_s,
+                                      what=f"server {target} on port {self.port}",
+                                      proc=self.proc, log=self.log, interval_s=0.05)
+        except BaseException:
+            self.stop()
+            raise
+        self.threads = threads
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/predict"
+
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as r:
+            doc: dict[str, Any] = json.loads(r.read())
+            return doc
+
+    def stop(self) -> None:
+        kill_group(self.proc)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+__all__ = ["ServerProcess", "ServerTarget", "StartError"]

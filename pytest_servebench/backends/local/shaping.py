@@ -1,0 +1,208 @@
+"""Resource shapes (vCPU, memory) applied to local processes with Linux cgroups.
+
+Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB; Fargate tasks and
+EC2 instances have fixed vCPU and memory. Here a shape becomes a cgroup: a CFS quota for the CPU
+share and a memory limit (the kernel kills the sandbox past it, as Lambda does). Where cgroups
+cannot be written (no root, a read-only mount) nothing is shaped and ``describe()`` says so: a
+result never claims a shape it did not have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LAMBDA_MB_PER_VCPU = 1769
+LAMBDA_MEMORY_MB = (128, 10240)
+# A short CFS period spreads a fractional share over each request (a 0.5 vCPU function runs a
+# 12 ms inference in about 24 ms) instead of letting a request burst through a 100 ms budget at
+# full speed; 20 ms keeps the smallest share (128 MB, 0.07 vCPU) above the kernel's 1 ms quota.
+_CFS_PERIOD_US = 20_000
+_ROOT = Path(os.environ.get("SERVEBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """vCPU (may be fractional) and memory in MB."""
+
+    vcpu: float
+    memory_mb: int
+
+    @classmethod
+    def for_lambda(cls, memory_mb: int) -> Shape:
+        lo, hi = LAMBDA_MEMORY_MB
+        if not lo <= memory_mb <= hi:
+            raise ValueError(f"Lambda memory is {lo}..{hi} MB, not {memory_mb}")
+        return cls(vcpu=min(6.0, memory_mb / LAMBDA_MB_PER_VCPU), memory_mb=memory_mb)
+
+    def threads(self, cores: int | None = None) -> int:
+        """Inference threads that fit the shape on this machine."""
+        cores = cores or len(os.sched_getaffinity(0))
+        return max(1, min(cores, math.ceil(self.vcpu - 1e-9)))
+
+
+class Cgroup:
+    """One shaped group; processes are added by pid, children follow."""
+
+    def __init__(self, dirs: dict[str, Path], version: int) -> None:
+        self.dirs, self.version = dirs, version
+
+    def add(self, pid: int) -> None:
+        for d in self.dirs.values():
+            (d / "cgroup.procs").write_text(str(pid))
+
+    def peak_memory_mb(self) -> float | None:
+        d = self.dirs.get("memory")
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        if d is None:
+            return None
+        try:
+            return int((d / name).read_text()) / 2**20
+        except (OSError, ValueError):
+            return None
+
+    def oom_killed(self) -> bool:
+        d = self.dirs.get("memory")
+        if d is None:
+            return False
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        try:
+            events = (d / name).read_text()
+        except OSError:
+            return False
+        return any(line.startswith("oom_kill ") and line.split()[1] != "0"
+                   for line in events.splitlines())
+
+    def remove(self, *, timeout_s: float = 5.0) -> None:
+        """Remove the group once its processes are gone (bounded wait)."""
+        deadline = time.monotonic() + timeout_s
+        for d in self.dirs.values():
+            while d.exists():
+                try:
+                    d.rmdir()
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+
+
+class Shaper:
+    """Finds out once whether this machine can shape, then makes a cgroup per shape."""
+
+    def __init__(self, root: Path = _ROOT) -> None:
+        self.root = root
+        self.version, self.reason = self._probe()
+        self._n = 0
+
+    @property
+    def can_shape(self) -> bool:
+        return self.version != 0
+
+    def _v1_dirs(self) -> dict[str, Path] | None:
+        cpu = next((self.root / n for n in ("cpu", "cpu,cpuacct")
+                    if (self.root / n / "cpu.cfs_quota_us").exists()), None)
+        mem = self.root / "memory"
+        if cpu is None or not (mem / "memory.limit_in_bytes").exists():
+            return None
+        return {"cpu": cpu, "memory": mem}
+
+    def _probe(self) -> tuple[int, str]:
+        if os.environ.get("SERVEBENCH_NO_SHAPING"):
+            return 0, "shaping turned off (SERVEBENCH_NO_SHAPING)"
+        sweep(self.root)
+        v1 = self._v1_dirs()
+        if v1 is not None:
+            probe = {k: d / f"servebench-{os.getpid()}-probe" for k, d in v1.items()}
+            try:
+                for d in probe.values():
+                    d.mkdir(exist_ok=True)
+                (probe["cpu"] / "cpu.cfs_quota_us").write_text("50000")
+                return 1, "cgroup v1 (cpu cfs quota, memory limit)"
+            except OSError as exc:
+                return 0, f"cgroup v1 is not writable here ({exc.strerror})"
+            finally:
+                for d in probe.values():
+                    with contextlib.suppress(OSError):
+                        d.rmdir()
+        controllers = self.root / "cgroup.controllers"
+        if controllers.exists():
+            have = controllers.read_text().split()
+            if not {"cpu", "memory"} <= set(have):
+                return 0, f"cgroup v2 without the cpu and memory controllers ({' '.join(have)})"
+            try:
+                parent = self.root / f"servebench-{os.getpid()}"
+                parent.mkdir(exist_ok=True)
+                (parent / "cgroup.subtree_control").write_text("+cpu +memory")
+                return 2, "cgroup v2 (cpu.max, memory.max)"
+            except OSError as exc:
+                return 0, f"cgroup v2 is not writable here ({exc.strerror})"
+        return 0, "no cgroup file system found"
+
+    def make(self, shape: Shape, label: str) -> Cgroup | None:
+        """A cgroup holding ``shape``, or None where this machine cannot shape."""
+        if not self.can_shape:
+            return None
+        self._n += 1
+        name = f"servebench-{os.getpid()}-{self._n}-{label}"
+        quota = max(1000, int(shape.vcpu * _CFS_PERIOD_US))
+        limit = shape.memory_mb * 2**20
+        if self.version == 1:
+            dirs = {k: d / name for k, d in (self._v1_dirs() or {}).items()}
+            for d in dirs.values():
+                d.mkdir()
+            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
+            (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
+            (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limit))
+            with contextlib.suppress(OSError):  # no swap accounting on some kernels
+                (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            return Cgroup(dirs, 1)
+        d = self.root / f"servebench-{os.getpid()}" / name
+        d.mkdir()
+        (d / "cpu.max").write_text(f"{quota} {_CFS_PERIOD_US}")
+        (d / "memory.max").write_text(str(limit))
+        with contextlib.suppress(OSError):
+            (d / "memory.swap.max").write_text("0")
+        return Cgroup({"cpu": d, "memory": d}, 2)
+
+    def describe(self, shape: Shape) -> dict[str, Any]:
+        cores = len(os.sched_getaffinity(0))
+        out: dict[str, Any] = {"vcpu": round(shape.vcpu, 3), "memory_mb": shape.memory_mb,
+                               "threads": shape.threads(cores), "shaping": self.reason,
+                               "shaped": self.can_shape}
+        if shape.vcpu > cores:
+            out["cpu_capped_at_cores"] = cores
+        return out
+
+
+def sweep(root: Path = _ROOT) -> int:
+    """Remove empty servebench cgroups left by runs that are gone; returns how many."""
+    removed = 0
+    for base in (root, root / "cpu", root / "cpu,cpuacct", root / "memory"):
+        with contextlib.suppress(OSError):
+            for d in base.glob("servebench-*"):
+                parts = d.name.split("-")
+                if len(parts) > 1 and parts[1].isdigit() and _alive(int(parts[1])):
+                    continue
+                for child in sorted(d.glob("servebench-*"), reverse=True):
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+                        removed += 1
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+                    removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

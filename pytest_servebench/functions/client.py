@@ -1,0 +1,125 @@
+"""The load engine's side of a function: Lambda's Invoke API over keep-alive HTTP.
+
+Each request asks for the log tail (``X-Amz-Log-Type: Tail``) and reads the REPORT line from it:
+cold or warm, init duration, duration, billed duration, max memory used. The same wire protocol
+is what ``boto3.client("lambda").invoke`` speaks; the engine uses its own lean client because a
+load generator's per-request cost is the floor of what it can measure (boto3 spends about a
+millisecond of CPU per call on a 2-core machine; see benchmarks/bench_functions.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from ..http_client import HttpClient
+from ..target import Client, Payload, Reply
+from .report import ReportParseError, decode_tail, find_report
+
+_MAX_DETAIL = 512
+
+
+def event_for(payload: Payload) -> Payload:
+    """The Lambda event for a payload: JSON goes as it is (a direct invoke); anything else goes
+    in an API Gateway proxy event, base64-encoded, as an HTTP API would deliver it."""
+    if payload.content_type.startswith("application/json"):
+        return Payload(payload.body or b"{}", "application/json")
+    event = {"version": "2.0", "routeKey": "POST /predict", "rawPath": "/predict",
+             "headers": {"content-type": payload.content_type},
+             "requestContext": {"http": {"method": "POST", "path": "/predict"}},
+             "body": base64.b64encode(payload.body).decode("ascii"), "isBase64Encoded": True}
+    return Payload(json.dumps(event).encode(), "application/json")
+
+
+def reply_from_invoke(reply: Reply, *, proxied: bool) -> Reply:
+    """Turn an Invoke API response into a ``Reply`` with the platform's measurements."""
+    headers: dict[str, str] = reply.extra.get("headers", {})
+    body: bytes = reply.extra.get("body", b"")
+    if not reply.ok:
+        if reply.status == 429:
+            return Reply.failure("throttled", reply.detail, status=429)
+        return Reply(ok=False, error=reply.error, status=reply.status, detail=reply.detail)
+    fields: dict[str, Any] = {}
+    tail = headers.get("x-amz-log-result")
+    if tail:
+        try:
+            report = find_report(decode_tail(tail))
+        except (ReportParseError, ValueError) as exc:
+            return Reply.failure("bad_report", str(exc), status=reply.status)
+        if report is not None:
+            fields = {"cold_start": report.cold_start,
+                      "init_duration_s": None if report.init_duration_ms is None
+                      else report.init_duration_ms / 1000,
+                      "duration_s": report.duration_ms / 1000,
+                      "billed_duration_s": report.billed_duration_ms / 1000,
+                      "max_memory_mb": float(report.max_memory_used_mb)}
+    extra: dict[str, Any] = {}
+    phases = headers.get("x-servebench-init-phases")
+    if phases:
+        with contextlib.suppress(ValueError):
+            extra["init_phases"] = json.loads(phases)
+    sandbox = headers.get("x-servebench-sandbox-id")
+    if headers.get("x-amz-function-error"):
+        return Reply(ok=False, error="function_error", status=reply.status,
+                     detail=body[:_MAX_DETAIL].decode("utf-8", "replace"), sandbox_id=sandbox,
+                     extra=extra, **fields)
+    if proxied and body.startswith(b'{"statusCode": '):
+        try:
+            code = int(json.loads(body)["statusCode"])
+        except (ValueError, KeyError, TypeError):
+            code = 200
+        if code >= 400:
+            return Reply(ok=False, error=f"http_{code}", status=code,
+                         detail=body[:_MAX_DETAIL].decode("utf-8", "replace"),
+                         sandbox_id=sandbox, extra=extra, **fields)
+    return Reply(ok=True, status=reply.status, sandbox_id=sandbox, extra=extra, **fields)
+
+
+class InvokeClient:
+    """Invokes one function for one run (lives in the run's event loop)."""
+
+    def __init__(self, endpoint_url: str, function: str) -> None:
+        quoted = quote(function, safe="")
+        url = f"{endpoint_url.rstrip('/')}/2015-03-31/functions/{quoted}/invocations"
+        self._http = HttpClient(url, headers={"X-Amz-Invocation-Type": "RequestResponse",
+                                              "X-Amz-Log-Type": "Tail"},
+                                capture_body=True, capture_headers=True)
+        self._events: dict[Payload, tuple[Payload, bool]] = {}
+
+    async def send(self, payload: Payload, *, timeout_s: float) -> Reply:
+        hit = self._events.get(payload)
+        if hit is None:
+            hit = (event_for(payload), not payload.content_type.startswith("application/json"))
+            if len(self._events) < 1024:
+                self._events[payload] = hit
+        event, proxied = hit
+        reply = await self._http.send(event, timeout_s=timeout_s)
+        return reply_from_invoke(reply, proxied=proxied)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    """A function behind Lambda's Invoke API (the local platform, or AWS in a later backend).
+
+    ``profile`` feeds cost and history: ``platform``, ``memory_mb``, ``arch``, and what the
+    backend did to shape it.
+    """
+
+    endpoint_url: str
+    function: str
+    name: str = "lambda"
+    profile: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "function", "platform": "lambda", "function": self.function,
+                "endpoint_url": self.endpoint_url, **self.profile}
+
+    def client(self, *, concurrency_hint: int) -> Client:
+        return InvokeClient(self.endpoint_url, self.function)
