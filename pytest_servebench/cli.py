@@ -184,6 +184,43 @@ def _package(args: argparse.Namespace) -> int:
     return package_main(argv)
 
 
+def _lambda(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from targets.registry import get
+
+    from .backends.local import model_environment
+    from .backends.local.functions import ProcessLauncher
+    from .backends.local.processes import new_owner
+    from .backends.local.shaping import Shaper
+    from .functions.api import PlatformServer
+    from .functions.platform import FunctionConfig
+
+    spec = get(args.target)
+    config = FunctionConfig(  # validates memory, concurrency and timeout before anything starts
+        name=args.name or args.target, target=args.target, memory_mb=args.memory_mb,
+        timeout_s=args.timeout, reserved_concurrency=args.reserved_concurrency,
+        provisioned_concurrency=args.provisioned_concurrency, keep_alive_s=args.keep_alive,
+        parallel_init=args.parallel_init, environment=model_environment(args.target))
+    shaper, owner = Shaper(), new_owner()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with PlatformServer(lambda: ProcessLauncher(owner=owner, shaper=shaper), host=args.host,
+                        port=args.port) as srv:
+        srv.deploy(config)
+        print(f"function {config.name!r} ({args.target}, {config.memory_mb} MB; "
+              f"{shaper.reason}) at {srv.endpoint_url}", flush=True)
+        example = '{"text": "hi"}' if spec.kind == "text" else '{"image_b64": "<base64 JPEG>"}'
+        print(f"  aws lambda invoke --endpoint-url {srv.endpoint_url} --function-name "
+              f"{config.name} --cli-binary-format raw-in-base64-out --payload '{example}' "
+              "--log-type Tail out.json", flush=True)
+        stop.wait()
+        print("stopping: every sandbox goes with the platform", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servebench", description="pytest-servebench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,6 +286,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "threads within the cores")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
+
+    lam = sub.add_parser("lambda", help="run the local Lambda platform for one function in the "
+                                        "foreground (Invoke API on loopback)")
+    lam.add_argument("target", help="what the function serves, e.g. mobilenet_v2")
+    lam.add_argument("--port", type=int, default=9000)
+    lam.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
+    lam.add_argument("--name", default=None, help="function name (default: the target)")
+    lam.add_argument("--memory-mb", type=int, default=1024, help="128..10240 (default 1024)")
+    lam.add_argument("--timeout", type=float, default=30.0, help="function timeout, s")
+    lam.add_argument("--reserved-concurrency", type=int, default=None)
+    lam.add_argument("--provisioned-concurrency", type=int, default=0)
+    lam.add_argument("--keep-alive", type=float, default=300.0,
+                     help="seconds an idle sandbox stays warm (default 300)")
+    lam.add_argument("--parallel-init", action="store_true",
+                     help="overlap model loading with imports in the handler's init")
+    lam.set_defaults(func=_lambda)
 
     build = sub.add_parser("build", help="build (or find in the cache) the targets' models")
     build.add_argument("targets", nargs="*", help="target names (default: all)")

@@ -34,7 +34,9 @@ class _SessionState:
 STATE_KEY = pytest.StashKey[_SessionState]()
 PRICES_KEY = pytest.StashKey["PriceBook"]()
 BENCH_KEY = pytest.StashKey["Servebench"]()
-BUILTIN_TARGETS = ("http",)
+BACKEND_KEY = pytest.StashKey[Any]()
+BUILTIN_TARGETS = ("http", "lambda", "ec2", "fargate", "sagemaker")
+BACKENDS = ("local",)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -81,6 +83,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--servebench-no-baseline", choices=("warn", "fail", "pass"),
                     default="warn",
                     help="what a compared test without a baseline does (default: warn)")
+    group.addoption("--servebench-backend", choices=BACKENDS, default="local",
+                    help="where lambda/ec2/fargate/sagemaker targets run (default: local "
+                         "processes, no Docker, no cloud)")
+    group.addoption("--servebench-model", default="mobilenet_v2", metavar="TARGET",
+                    help="what --target=lambda|ec2|fargate|sagemaker serves (default "
+                         "mobilenet_v2; see `servebench build --help`)")
+    group.addoption("--servebench-memory-mb", type=int, default=1024, metavar="MB",
+                    help="memory size of --target=lambda (128..10240, default 1024)")
+    group.addoption("--servebench-instance-type", default="c5.large", metavar="TYPE",
+                    help="instance type of --target=ec2|sagemaker (default c5.large)")
+    group.addoption("--servebench-task-size", default="1/2", metavar="VCPU/GB",
+                    help="vCPU/memory GB of --target=fargate (default 1/2)")
     parser.addini("servebench_history", "path of the servebench JSON history", default="")
     group.addoption("--servebench-records", default=None, metavar="DIR",
                     help="write each benchmarked test's per-request records as CSV into DIR")
@@ -111,10 +125,53 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"servebench: {exc}") from exc
 
 
+def _backend(config: pytest.Config) -> Any:
+    """The session's backend, started on first use and closed when pytest exits (Ctrl-C
+    included: ``pytest_unconfigure`` runs then too)."""
+    if BACKEND_KEY not in config.stash:
+        from .backends.local import LocalBackend
+
+        config.stash[BACKEND_KEY] = LocalBackend()
+    return config.stash[BACKEND_KEY]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    backend = config.stash.get(BACKEND_KEY, None)
+    if backend is not None:
+        del config.stash[BACKEND_KEY]
+        backend.close()
+
+
+def _backend_target(config: pytest.Config, name: str) -> Target:
+    backend = _backend(config)
+    model = config.getoption("servebench_model")
+    try:
+        if name == "lambda":
+            target: Target = backend.function(model,
+                                              memory_mb=config.getoption("servebench_memory_mb"))
+            return target
+        if name == "fargate":
+            raw = config.getoption("servebench_task_size")
+            try:
+                vcpu, gb = (float(x) for x in raw.split("/"))
+            except ValueError:
+                raise pytest.UsageError(
+                    f"--servebench-task-size: expected VCPU/GB like 1/2, got {raw!r}") from None
+            target = backend.server(model, platform="fargate", vcpu=vcpu, memory_gb=gb)
+            return target
+        target = backend.server(model, platform=name,
+                                instance_type=config.getoption("servebench_instance_type"))
+        return target
+    except (ValueError, LookupError) as exc:
+        raise pytest.UsageError(f"--target={name}: {exc}") from exc
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_servebench_make_target(
     config: pytest.Config, name: str
 ) -> contextlib.AbstractContextManager[Target] | None:
+    if name in ("lambda", "ec2", "fargate", "sagemaker"):
+        return contextlib.nullcontext(_backend_target(config, name))
     if name != "http":
         return None
     url = config.getoption("servebench_url")
@@ -167,6 +224,21 @@ def servebench_target(pytestconfig: pytest.Config) -> Iterator[Target | None]:
         )
     with manager as target:
         yield target
+
+
+@pytest.fixture(scope="session")
+def servebench_backend(pytestconfig: pytest.Config) -> Any:
+    """The session's backend (``--servebench-backend``, default local) for tests that deploy
+    their own targets::
+
+        def test_memory_sizes(servebench, servebench_backend):
+            for mb in (512, 1024, 2048):
+                fn = servebench_backend.function("mobilenet_v2", memory_mb=mb)
+                servebench.run(ClosedLoop(concurrency=1, requests=50), payload=jpeg, target=fn)
+
+    Everything it starts is stopped when the session ends.
+    """
+    return _backend(pytestconfig)
 
 
 @pytest.fixture

@@ -124,15 +124,15 @@ class Function:
     async def invoke(self, event: bytes) -> Invocation:
         request_id = str(uuid.uuid4())
         t0 = time.perf_counter()
+        # Concurrency is invocations in flight: the cap holds whether or not a sandbox is idle.
+        cap = self.config.reserved_concurrency
+        if cap is not None and self.busy >= cap:
+            self.throttles += 1
+            raise Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
+        if self.platform.busy_total() >= self.platform.account_concurrency:
+            self.throttles += 1
+            raise Throttled("ConcurrentInvocationLimitExceeded")
         sandbox = self._take_idle()
-        if sandbox is None:
-            cap = self.config.reserved_concurrency
-            if cap is not None and self.busy >= cap:
-                self.throttles += 1
-                raise Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")
-            if self.platform.busy_total() >= self.platform.account_concurrency:
-                self.throttles += 1
-                raise Throttled("ConcurrentInvocationLimitExceeded")
         self.busy += 1
         try:
             if sandbox is None:
