@@ -147,7 +147,8 @@ class Function:
                           queued_s=queued_s)
 
     def _release(self, sandbox: Sandbox) -> None:
-        if sandbox.revision == self.revision and sandbox.launched.alive():
+        if (sandbox.revision == self.revision and not sandbox.broken
+                and sandbox.launched.alive()):
             self.idle.append(sandbox)
         else:
             self._retire(sandbox)

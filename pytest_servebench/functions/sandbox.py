@@ -112,6 +112,7 @@ class Sandbox:
         self.created = time.monotonic()
         self.last_used = self.created
         self.initialized = False
+        self.broken = False  # timed out or crashed: never handed another invocation
         self.start_s = 0.0
         self._record: _Record | None = None
         self._client: HttpClient | None = None
@@ -172,6 +173,7 @@ class Sandbox:
         function_error: str | None = None
         status = error_type = None
         if not reply.ok:
+            self.broken = True
             function_error, status = "Unhandled", "error"
             if reply.error == "timeout":
                 status, error_type = "timeout", "Sandbox.Timedout"
