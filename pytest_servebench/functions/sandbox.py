@@ -28,7 +28,9 @@ _INIT_REPORT = re.compile(r"INIT REPORT\(durationMs: ([0-9.]+)\)")
 _RTDONE = re.compile(r"INVOKE RTDONE\(status: (\w+).*duration: ([0-9.]+)ms\)")
 _ERROR_POST = re.compile(r"API request - POST /2018-06-01/runtime/invocation/[^/]+/error")
 _INIT_ERROR = re.compile(r"API request - POST /2018-06-01/runtime/init/error")
+_RESET = re.compile(r"Reset initiated: (\w+)")
 _REPORT_WAIT_S = 2.0
+INIT_LIMIT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class _Record:
     init_ms: float | None = None
     duration_ms: float | None = None
     errored: bool = False
+    reset: str | None = None  # the emulator reset the sandbox (a timeout, a crashed runtime)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -152,6 +155,8 @@ class Sandbox:
                 rec.errored = True
         elif _ERROR_POST.search(text) or _INIT_ERROR.search(text):
             rec.errored = True
+        elif (r := _RESET.search(text)) is not None:
+            rec.reset, rec.errored = r.group(1), True
 
     async def invoke(self, event: bytes, *, request_id: str) -> Outcome:
         """Run one invocation; the caller holds this sandbox for its duration."""
@@ -160,19 +165,29 @@ class Sandbox:
         cold = not self.initialized
         sent_unix = time.time()
         t0 = time.perf_counter()
-        reply = await self._client.send(Payload(event, "application/json"),
-                                        timeout_s=self.spec.timeout_s)
+        # The function's timeout covers the handler; a cold call first runs the init phase,
+        # which Lambda bounds separately (10 s for on-demand functions).
+        # The emulator enforces the function's timeout itself; this is the backstop.
+        limit_s = self.spec.timeout_s + (INIT_LIMIT_S if cold else 0.0) + 5.0
+        reply = await self._client.send(Payload(event, "application/json"), timeout_s=limit_s)
         wall_ms = (time.perf_counter() - t0) * 1000
         if reply.ok:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rec.done.wait(), _REPORT_WAIT_S)
         self._record = None
         self.last_used = time.monotonic()
-        self.initialized = True
+        # After a reset the emulator runs the init phase again on the next call, as Lambda does.
+        self.initialized = rec.reset is None
         body = reply.extra.get("body", b"") if reply.ok else b""
         function_error: str | None = None
         status = error_type = None
-        if not reply.ok:
+        if reply.ok and rec.reset == "Timeout":
+            function_error, status, error_type = "Unhandled", "timeout", "Sandbox.Timedout"
+            message = (f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}Z {request_id} "
+                       f"Task timed out after {self.spec.timeout_s:.2f} seconds")
+            body = json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+            rec.lines.append(message)
+        elif not reply.ok:
             self.broken = True
             function_error, status = "Unhandled", "error"
             if reply.error == "timeout":

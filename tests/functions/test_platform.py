@@ -71,7 +71,8 @@ def _processes_of(platform: Any, function: str) -> list[int]:
     out = []
     for pid in tagged_processes(platform.owner):
         try:
-            environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
         except OSError:
             continue
         if f"AWS_LAMBDA_FUNCTION_NAME={function}".encode() in environ:
@@ -146,12 +147,12 @@ def test_errors_have_lambdas_shape(platform: Any, lam: Any) -> None:
 
 
 def test_a_timeout_kills_the_sandbox_and_says_so(platform: Any, lam: Any) -> None:
-    platform.deploy(config("slow", "sleep", memory_mb=128, timeout_s=1))
+    platform.deploy(config("slow", "sleep", memory_mb=1769, timeout_s=1))
     r, body = invoke(lam, "slow", {"seconds": 5})
     assert r["FunctionError"] == "Unhandled" and body["errorType"] == "Sandbox.Timedout"
     rep = report_of(r)
     assert rep.status == "timeout"
-    r2, body2 = invoke(lam, "slow", {"seconds": 0.01})
+    r2, _body2 = invoke(lam, "slow", {"seconds": 0.01})
     assert "FunctionError" not in r2 and report_of(r2).cold_start  # a fresh sandbox
 
 

@@ -23,7 +23,8 @@ WARM = ("REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 12.34
 COLD = ("REPORT RequestId: 5f3b5b6a-1c2d-4e5f-8a9b-0c1d2e3f4a5b\tDuration: 2.09 ms\t"
         "Billed Duration: 117 ms\tMemory Size: 1024 MB\tMax Memory Used: 39 MB\t"
         "Init Duration: 114.13 ms\t")
-XRAY = "XRAY TraceId: 1-5e34a614-10bdb2d0f6e5d5f86b14e5a8\tSegmentId: 4a6b5d1b2fa5b8bd\tSampled: true\t"
+XRAY = ("XRAY TraceId: 1-5e34a614-10bdb2d0f6e5d5f86b14e5a8\tSegmentId: 4a6b5d1b2fa5b8bd\t"
+        "Sampled: true\t")
 TIMEOUT = ("REPORT RequestId: b1c2d3e4-0000-4000-8000-000000000001\tDuration: 3003.44 ms\t"
            "Billed Duration: 3000 ms\tMemory Size: 128 MB\tMax Memory Used: 50 MB\t"
            "Init Duration: 140.85 ms\tStatus: timeout")

@@ -1,0 +1,111 @@
+"""The local backend end to end: a model served as a function and as a server, measured by the
+engine, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_servebench import ClosedLoop
+from pytest_servebench.backends.local.processes import StartError, tagged_processes
+from pytest_servebench.fixture import Servebench
+
+pytest.importorskip("onnxruntime", reason="the targets need the [targets] extra")
+pytest.importorskip("awslambdaric", reason="the local Lambda platform needs [functions]")
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[Any]:
+    from pytest_servebench.backends.local import LocalBackend
+
+    be = LocalBackend()
+    yield be
+    be.close()
+    assert tagged_processes(be.owner) == []
+
+
+@pytest.fixture(scope="module")
+def image() -> bytes:
+    from targets.payloads import jpeg
+
+    return jpeg(320, 240, seed=3)
+
+
+def test_a_function_reports_cold_then_warm_with_the_phases(backend: Any, image: bytes) -> None:
+    fn = backend.function("mobilenet_v2", memory_mb=2048, name="phases")
+    result = Servebench(target=fn).run(ClosedLoop(concurrency=1, requests=12), payload=image)
+    assert result.success_ratio == 1.0
+    assert result.cold_starts is not None and result.cold_starts.count == 1
+    assert result.cold_starts.warm_count == 11
+    cold = next(r.reply for r in result.records if r.reply.cold_start)
+    phases = cold.extra["init_phases"]
+    for key in ("sandbox_start_s", "runtime_start_s", "runtime_client_s", "import_s",
+                "model_load_s", "first_inference_s"):
+        assert phases[key] >= 0, key
+    assert cold.init_duration_s is not None
+    # The phases the handler measured fit inside the platform's Init Duration.
+    assert phases["import_s"] + phases["model_load_s"] < cold.init_duration_s
+    warm = [r.reply for r in result.records if r.reply.cold_start is False]
+    assert all(w.billed_duration_s and w.billed_duration_s >= w.duration_s for w in warm)
+    assert len({w.sandbox_id for w in warm}) == 1
+    profile = fn.describe()
+    assert profile["platform"] == "lambda" and profile["memory_mb"] == 2048
+    assert profile["vcpu"] == pytest.approx(2048 / 1769, abs=1e-3)
+
+
+def test_parallel_init_overlaps_the_model_load(backend: Any, image: bytes) -> None:
+    fn = backend.function("mobilenet_v2", memory_mb=2048, parallel_init=True)
+    result = Servebench(target=fn).run(ClosedLoop(concurrency=1, requests=3), payload=image)
+    assert result.success_ratio == 1.0
+    cold = next(r.reply for r in result.records if r.reply.cold_start)
+    phases = cold.extra["init_phases"]
+    assert phases["parallel"] == 1.0 and "join_wait_s" in phases
+
+
+def test_bad_input_through_a_function_is_a_4xx_not_a_crash(backend: Any) -> None:
+    fn = backend.function("mobilenet_v2", memory_mb=1024, name="badinput")
+    sb = Servebench(target=fn)
+    result = sb.run(ClosedLoop(concurrency=1, requests=3), payload=b"not an image")
+    assert result.success_ratio == 0.0 and set(result.errors) == {"http_415"}
+    good = sb.run(ClosedLoop(concurrency=1, requests=2), payload={"text": "a text"})
+    assert set(good.errors) == {"function_error"}  # a direct invoke raises BadInput
+
+
+def test_a_server_shaped_like_an_instance(backend: Any, image: bytes) -> None:
+    srv = backend.server("mobilenet_v2", platform="ec2", instance_type="c5.large")
+    profile = srv.describe()
+    assert (profile["instance_type"], profile["vcpu"], profile["memory_gb"]) == (
+        "c5.large", 2, 4)
+    result = Servebench(target=srv).run(ClosedLoop(concurrency=2, requests=40), payload=image)
+    assert result.success_ratio == 1.0 and result.cold_starts is None
+    fargate = backend.server("text_rf", platform="fargate", vcpu=0.5, memory_gb=1)
+    r2 = Servebench(target=fargate).run(ClosedLoop(concurrency=1, requests=10),
+                                        payload={"text": "you are great"})
+    assert r2.success_ratio == 1.0 and fargate.describe()["vcpu"] == 0.5
+
+
+def test_an_arm_instance_says_it_was_not_run_as_arm(backend: Any) -> None:
+    srv = backend.server("text_rf", platform="ec2", instance_type="t4g.medium")
+    assert "runs as x86_64 here" in srv.describe().get("arch_note", "runs as x86_64 here")
+
+
+def test_a_server_that_cannot_start_fails_fast_with_its_log() -> None:
+    from pytest_servebench.backends.local.server import ServerProcess
+    from pytest_servebench.backends.local.shaping import Shaper
+
+    with pytest.raises(StartError, match=r"exited with status(.|\n)*(No such file|Error)"):
+        ServerProcess("mobilenet_v2", owner="test-owner", shape=None, shaper=Shaper(),
+                      environment={"SERVEBENCH_MODEL_PATH": "/nonexistent/model.onnx"},
+                      start_timeout_s=60)
+    assert tagged_processes("test-owner") == []
+
+
+def test_unknown_platforms_and_missing_sizes_are_refused(backend: Any) -> None:
+    with pytest.raises(ValueError, match="server platform"):
+        backend.server(platform="lambda")
+    with pytest.raises(ValueError, match="vcpu= and memory_gb="):
+        backend.server(platform="fargate")
+    with pytest.raises(ValueError, match=r"128\.\.10240"):
+        backend.function(memory_mb=64)
