@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any
 
 from pytest_servebench.backends.local import LocalBackend
 from pytest_servebench.functions.client import FunctionTarget, InvokeClient, event_for
@@ -91,6 +89,10 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def row(label: str, ms: float, note: str = "") -> None:
+    print(f"  {label:<58}{ms:8.2f} ms{note}")
+
+
 def cold_once(be: LocalBackend, fn: FunctionTarget, payload: Payload) -> tuple[float, Reply]:
     be.force_cold(fn)
     time.sleep(0.3)  # let the retired sandboxes go, as between calls far apart
@@ -124,13 +126,13 @@ def main() -> None:
             for k, v in reply.extra.get("init_phases", {}).items():
                 phases.setdefault(k, []).append(v)
             cold_one.append(cold_once(be, one, payload)[0])
-        print("\n## 1. Cold start vs the bare limit (medians of %d, interleaved)" % args.repeats)
-        print(f"  bare python: import numpy+onnxruntime, load, 1 inference  {med(bare)*1000:7.1f} ms")
-        print(f"  cold invocation, 3538 MB (2 vCPU)                         {med(cold_full)*1000:7.1f} ms"
-              f"   ratio {med(cold_full)/med(bare):.2f}x  (goal <= 1.3x)")
-        print(f"  cold invocation, 1769 MB (1 vCPU)                         {med(cold_one)*1000:7.1f} ms"
-              f"   ratio {med(cold_one)/med(bare):.2f}x")
-        print(f"  Init Duration (REPORT), 3538 MB                           {med(inits)*1000:7.1f} ms")
+        print(f"\n## 1. Cold start vs the bare limit (medians of {args.repeats}, interleaved)")
+        row("bare python: import numpy+onnxruntime, load, 1 inference", med(bare) * 1000)
+        row("cold invocation, 3538 MB (2 vCPU)", med(cold_full) * 1000,
+            f"   ratio {med(cold_full) / med(bare):.2f}x  (goal <= 1.3x)")
+        row("cold invocation, 1769 MB (1 vCPU)", med(cold_one) * 1000,
+            f"   ratio {med(cold_one) / med(bare):.2f}x")
+        row("Init Duration (REPORT), 3538 MB", med(inits) * 1000)
         print("  cold-start phases, 3538 MB (medians, ms):")
         for k in ("sandbox_start_s", "runtime_start_s", "runtime_client_s", "locate_s",
                   "import_s", "model_load_s", "first_inference_s", "handler_init_s"):
@@ -154,10 +156,9 @@ def main() -> None:
                 inproc_ms.append((time.perf_counter() - t) * 1000)
         print(f"\n## 2. Warm invocation overhead (p50 of {len(platform_ms)} each, 3 interleaved "
               "blocks)")
-        print(f"  through the platform (Invoke API -> emulator -> runtime)  {med(platform_ms):6.2f} ms")
-        print(f"  handler called in process                                 {med(inproc_ms):6.2f} ms")
-        print(f"  overhead                                                  "
-              f"{med(platform_ms) - med(inproc_ms):+6.2f} ms  (goal < 3 ms)")
+        row("through the platform (Invoke API -> emulator -> runtime)", med(platform_ms))
+        row("handler called in process", med(inproc_ms))
+        row("overhead", med(platform_ms) - med(inproc_ms), "  (goal < 3 ms)")
 
         # 3. parallel init ----------------------------------------------------------------
         par = be.function("mobilenet_v2", memory_mb=3538, name="mnv2-par", parallel_init=True)
@@ -191,15 +192,15 @@ def main() -> None:
                   f"{len(sandboxes)} sandboxes, all cold: {all(r.cold_start for r in ok)}, "
                   f"wall {wall:.2f} s, cold latency p50 {med([t for t, r in res if r.ok]):.2f} s")
             gone = be.platform.wait_idle(fn.function, timeout_s=30)
-            print(f"    after keep-alive (2 s): sandboxes left {be.platform.state(fn.function)['sandboxes']}"
-                  f" (gone: {gone})")
+            left = be.platform.state(fn.function)["sandboxes"]
+            print(f"    after keep-alive (2 s): sandboxes left {left} (gone: {gone})")
 
         # 5. memory sizes -----------------------------------------------------------------
         print("\n## 5. CPU in proportion to memory (mobilenet_v2, 224x224 JPEG)")
         print("  memory   vCPU   warm p50   duration p50   cold start   max memory")
         for mb in (512, 1024, 1769, 3538):
             fn = be.function("mobilenet_v2", memory_mb=mb, name=f"size-{mb}")
-            cold, r0 = cold_once(be, fn, payload)
+            cold, _ = cold_once(be, fn, payload)
             warm = asyncio.run(invoke(fn, payload, 60))
             print(f"  {mb:5d} MB  {mb/1769:5.2f}  {med([t for t, _ in warm])*1000:7.1f} ms"
                   f"   {med([r.duration_s or 0 for _, r in warm])*1000:9.1f} ms"

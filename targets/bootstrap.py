@@ -29,8 +29,34 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+ERROR_MARK = "SERVEBENCH-FUNCTION-ERROR"
+
+
+def _mark_errors() -> None:
+    """Print one marker line whenever the runtime reports an error to the platform, so the
+    platform knows a function error from a result without the emulator's debug log (whose
+    volume costs every invocation time)."""
+    from awslambdaric.lambda_runtime_client import LambdaRuntimeClient
+
+    post_error = LambdaRuntimeClient.post_invocation_error
+    post_init_error = LambdaRuntimeClient.post_init_error
+
+    def invocation_error(self: object, invoke_id: str, *args: object, **kw: object) -> object:
+        print(f"{ERROR_MARK} invoke {invoke_id}", flush=True)
+        return post_error(self, invoke_id, *args, **kw)  # type: ignore[arg-type]
+
+    def init_error(self: object, *args: object, **kw: object) -> object:
+        print(f"{ERROR_MARK} init", flush=True)
+        return post_init_error(self, *args, **kw)  # type: ignore[arg-type]
+
+    LambdaRuntimeClient.post_invocation_error = invocation_error  # type: ignore[method-assign,assignment]
+    LambdaRuntimeClient.post_init_error = init_error  # type: ignore[method-assign,assignment]
+
+
 def main(argv: list[str]) -> None:
     _die_with_parent()
+    if os.environ.get("SERVEBENCH_MARK_ERRORS", "1") != "0":
+        _mark_errors()
     from awslambdaric.__main__ import main as ric_main
 
     ric_main(argv)

@@ -30,6 +30,7 @@ _ERROR_POST = re.compile(r"API request - POST /2018-06-01/runtime/invocation/[^/
 _INIT_ERROR = re.compile(r"API request - POST /2018-06-01/runtime/init/error")
 _RESET = re.compile(r"Reset initiated: (\w+)")
 _REPORT_WAIT_S = 2.0
+ERROR_MARK = "SERVEBENCH-FUNCTION-ERROR"  # printed by targets.bootstrap
 INIT_LIMIT_S = 10.0
 
 
@@ -141,6 +142,10 @@ class Sandbox:
                 return
             if line.startswith(("START RequestId:", "END RequestId:")):
                 return  # the platform writes these with its own request id
+            if line.startswith(ERROR_MARK):  # targets.bootstrap: the runtime posted an error
+                if rec is not None:
+                    rec.errored = True
+                return
             if rec is not None and len(rec.lines) < 2000:
                 rec.lines.append(line)
             return

@@ -162,7 +162,7 @@ class ProcessLauncher:
                     "SERVEBENCH_THREADS": str(shape.threads()),
                     "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "PYTHONUNBUFFERED": "1"})
         argv = [str(self.rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-                "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "debug",
+                "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "info",
                 self.python, "-m", "targets.bootstrap", spec.handler]
         cgroup = self.shaper.make(shape, spec.sandbox_id) if self.shaper.can_shape else None
         proc = spawn(argv, env=env, owner=self.owner, cwd=workdir, stdout=subprocess.PIPE)
