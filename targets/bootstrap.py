@@ -43,14 +43,14 @@ def _mark_errors() -> None:
 
     def invocation_error(self: object, invoke_id: str, *args: object, **kw: object) -> object:
         print(f"{ERROR_MARK} invoke {invoke_id}", flush=True)
-        return post_error(self, invoke_id, *args, **kw)  # type: ignore[arg-type]
+        return post_error(self, invoke_id, *args, **kw)
 
     def init_error(self: object, *args: object, **kw: object) -> object:
         print(f"{ERROR_MARK} init", flush=True)
-        return post_init_error(self, *args, **kw)  # type: ignore[arg-type]
+        return post_init_error(self, *args, **kw)
 
-    LambdaRuntimeClient.post_invocation_error = invocation_error  # type: ignore[method-assign,assignment]
-    LambdaRuntimeClient.post_init_error = init_error  # type: ignore[method-assign,assignment]
+    LambdaRuntimeClient.post_invocation_error = invocation_error
+    LambdaRuntimeClient.post_init_error = init_error
 
 
 def main(argv: list[str]) -> None:

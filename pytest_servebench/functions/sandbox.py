@@ -236,9 +236,9 @@ class Sandbox:
         started = timings.get("runtime_started_unix")
         if started is not None:
             phases["runtime_start_s"] = max(0.0, started - sent_unix)
-        for key in ("runtime_client_s", "locate_s", "import_s", "runtime_import_s",
-                    "model_load_s", "first_inference_s", "join_wait_s", "handler_init_s",
-                    "parallel"):
+        for key in ("runtime_client_s", "locate_s", "storage_import_s", "import_s",
+                    "download_s", "download_wait_s", "model_load_s", "first_inference_s",
+                    "handler_init_s", "parallel"):
             if key in timings:
                 phases[key] = timings[key]
         return phases

@@ -33,7 +33,8 @@ def default_threads() -> int:
 
 
 class Core:
-    """Base class: subclasses implement ``_load`` and ``_infer``."""
+    """Base class: subclasses implement ``_import``, ``_load_model``, ``_warm`` and
+    ``predict``."""
 
     kind = ""
 
@@ -46,23 +47,58 @@ class Core:
         # pass the cores, or calls only oversubscribe them. Decoding overlaps freely.
         self._lock = threading.BoundedSemaphore(slots)
 
-    def load(self, *, parallel: bool = False) -> Core:
-        """Import the runtime, load the model, run one inference. ``parallel`` overlaps the
-        model's load with the other imports where the core supports it (study 004's parallel
-        init); ``init_timings["parallel"]`` says whether it did."""
-        if parallel and self._load_parallel():
-            self.init_timings["parallel"] = 1.0
-            return self
-        self._load()
-        started = time.perf_counter()
+    def load(self, *, parallel: bool = False, source: ModelSource | None = None) -> Core:
+        """Import the runtime, fetch the model (from object storage when ``source`` is given),
+        load it, run one inference: study 004's cold-start steps, each timed.
+
+        ``parallel`` is 004's "Parallel 1": once the storage client is imported, the model
+        downloads in a thread while the serving libraries import. With the model on local
+        disk there is no download to overlap and the steps run in order."""
+        overlap = parallel and source is not None
+        self.init_timings["parallel"] = 1.0 if overlap else 0.0
+        fetched: list[Path] = []
+        failure: list[BaseException] = []
+        worker: threading.Thread | None = None
+        if source is not None:
+            t = time.perf_counter()
+            source.prepare()
+            self._timed("storage_import_s", t)
+            if overlap:
+                def fetch() -> None:
+                    try:
+                        fetched.append(source.download())
+                    except BaseException as exc:  # re-raised in the loading thread
+                        failure.append(exc)
+
+                worker = threading.Thread(target=fetch, name="servebench-model-download")
+                worker.start()
+        t = time.perf_counter()
+        self._import()
+        self._timed("import_s", t)
+        if source is not None:
+            t = time.perf_counter()
+            if worker is not None:
+                worker.join()
+                if failure:
+                    raise failure[0]
+                self.path = fetched[0]
+                self._timed("download_wait_s", t)
+                self.init_timings["download_s"] = source.seconds
+            else:
+                self.path = source.download()
+                self._timed("download_s", t)
+        t = time.perf_counter()
+        self._load_model()
+        self._timed("model_load_s", t)
+        t = time.perf_counter()
         self._warm()
-        self.init_timings["first_inference_s"] = time.perf_counter() - started
+        self._timed("first_inference_s", t)
         return self
 
-    def _load_parallel(self) -> bool:
-        return False
+    def _import(self) -> None:
+        raise NotImplementedError
 
-    def _load(self) -> None:
+    def _load_model(self) -> None:
         raise NotImplementedError
 
     def _warm(self) -> None:
@@ -104,66 +140,29 @@ def _ort_session(path: Path, threads: int) -> Any:
 class ImageCore(Core):
     runtime_name = "onnx"
 
-    def _load(self) -> None:
-        t = time.perf_counter()
-        import numpy as np  # noqa: F401  (timed: part of the import phase)
+    def _import(self) -> None:
+        import numpy  # noqa: F401
         import PIL.Image  # noqa: F401
 
         if self.meta["runtime"] == "torch":
             import torch
 
             torch.set_num_threads(self.threads)
-            t = self._timed("import_s", t)
-            from ..models.mobilenet_v2 import MobileNetV2
-
-            net = MobileNetV2().eval()
-            net.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
             self._torch = torch
-            self._net = net
         else:
             import onnxruntime  # noqa: F401
 
-            t = self._timed("import_s", t)
+    def _load_model(self) -> None:
+        if self.meta["runtime"] == "torch":
+            from ..models.mobilenet_v2 import MobileNetV2
+
+            net = MobileNetV2().eval()
+            net.load_state_dict(self._torch.load(self.path, map_location="cpu",
+                                                 weights_only=True))
+            self._net = net
+        else:
             self._session = _ort_session(self.path, self.threads)
-        self._timed("model_load_s", t)
         self.size = int(self.meta["input_size"])
-
-    def _load_parallel(self) -> bool:
-        """A thread imports onnxruntime, builds the session and runs the first inference while
-        this one imports numpy and Pillow (what decoding needs); ONNX Runtime builds and runs
-        sessions outside the GIL, so the two overlap."""
-        if self.meta["runtime"] != "onnx":
-            return False
-        self.size = int(self.meta["input_size"])
-        failure: list[BaseException] = []
-
-        def model() -> None:
-            try:
-                t = time.perf_counter()
-                import numpy as np
-                import onnxruntime  # noqa: F401
-
-                t = self._timed("runtime_import_s", t)
-                self._session = _ort_session(self.path, self.threads)
-                t = self._timed("model_load_s", t)
-                self._run(np.zeros((1, 3, self.size, self.size), np.float32))
-                self._timed("first_inference_s", t)
-            except BaseException as exc:  # re-raised in the loading thread below
-                failure.append(exc)
-
-        worker = threading.Thread(target=model, name="servebench-model-load")
-        worker.start()
-        t = time.perf_counter()
-        import numpy as np  # noqa: F401
-        import PIL.Image  # noqa: F401
-
-        self._timed("import_s", t)
-        t = time.perf_counter()
-        worker.join()
-        self._timed("join_wait_s", t)
-        if failure:
-            raise failure[0]
-        return True
 
     def _run(self, x: Any) -> list[Any]:
         with self._lock:
@@ -218,8 +217,8 @@ class ClassifyCore(ImageCore):
 class DetectCore(ImageCore):
     kind = "detect"
 
-    def _load(self) -> None:
-        super()._load()
+    def _load_model(self) -> None:
+        super()._load_model()
         from .detect import default_boxes
 
         self.anchors = default_boxes(self.meta["feature_maps"],
@@ -240,23 +239,23 @@ class DetectCore(ImageCore):
 class TextCore(Core):
     kind = "text"
 
-    def _load(self) -> None:
-        t = time.perf_counter()
-        import numpy as np  # noqa: F401
+    def _import(self) -> None:
+        import numpy  # noqa: F401
 
         if self.meta["runtime"] == "sklearn":
-            import joblib
+            import joblib  # noqa: F401
             import sklearn  # noqa: F401
-
-            t = self._timed("import_s", t)
-            with open(self.path, "rb") as f:
-                self._pipe = joblib.load(f)
         else:
             import onnxruntime  # noqa: F401
 
-            t = self._timed("import_s", t)
+    def _load_model(self) -> None:
+        if self.meta["runtime"] == "sklearn":
+            import joblib
+
+            with open(self.path, "rb") as f:
+                self._pipe = joblib.load(f)
+        else:
             self._session = _ort_session(self.path, self.threads)
-        self._timed("model_load_s", t)
         self.labels = list(self.meta["labels"])
 
     def _scores(self, text: str) -> Any:
@@ -291,11 +290,52 @@ _CORES: dict[str, type[Core]] = {"classify": ClassifyCore, "detect": DetectCore,
                                  "text": TextCore}
 
 
+class ModelSource:
+    """A model in S3-compatible object storage: ``SERVEBENCH_MODEL_URL=s3://bucket/key`` (its
+    metadata at ``key`` with a ``.json`` suffix). The endpoint comes from boto3's own settings
+    (``AWS_ENDPOINT_URL_S3`` for a local S3 such as moto's server)."""
+
+    def __init__(self, url: str, meta: dict[str, Any]) -> None:
+        if not url.startswith("s3://") or "/" not in url[5:]:
+            raise ValueError(f"SERVEBENCH_MODEL_URL must be s3://bucket/key, not {url!r}")
+        self.bucket, self.key = url[5:].split("/", 1)
+        self.meta = meta
+        self.seconds = 0.0
+        self._client: Any = None
+
+    @classmethod
+    def from_env(cls) -> ModelSource | None:
+        url = os.environ.get("SERVEBENCH_MODEL_URL")
+        if not url:
+            return None
+        meta = json.loads(os.environ.get("SERVEBENCH_MODEL_META") or "{}")
+        return cls(url, meta)
+
+    def prepare(self) -> None:
+        """Import the storage client (study 004: import it first, then overlap the rest)."""
+        import boto3
+
+        self._client = boto3.client("s3")
+
+    def download(self) -> Path:
+        import tempfile
+
+        started = time.perf_counter()
+        dest = Path(tempfile.gettempdir()) / "servebench-model" / Path(self.key).name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._client.download_file(self.bucket, self.key, str(dest))
+        self.seconds = time.perf_counter() - started
+        return dest
+
+
 def artifact_for(name: str) -> tuple[Path, dict[str, Any]]:
     """The model file for target ``name``: ``$SERVEBENCH_MODEL_PATH`` (a function package or
     image sets it), else the build cache (building it needs torch)."""
     from ..registry import get
 
+    source = ModelSource.from_env()
+    if source is not None:  # downloaded during load(); the metadata travels in the environment
+        return Path(source.key), source.meta
     explicit = os.environ.get("SERVEBENCH_MODEL_PATH")
     if explicit:
         path = Path(explicit)
@@ -319,4 +359,4 @@ def load_core(name: str, *, threads: int | None = None, limits: Limits | None = 
     core.init_timings["locate_s"] = time.perf_counter() - started
     if parallel is None:
         parallel = os.environ.get("SERVEBENCH_PARALLEL_INIT", "") not in ("", "0", "false")
-    return core.load(parallel=parallel)
+    return core.load(parallel=parallel, source=ModelSource.from_env())

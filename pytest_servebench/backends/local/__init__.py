@@ -28,12 +28,15 @@ SERVER_PLATFORMS = ("ec2", "fargate", "sagemaker")
 def model_environment(target: str) -> dict[str, str]:
     """Build (or find in the cache) the target's artifact here, so that sandboxes and servers
     only load it, as a deployed package would."""
+    return {"SERVEBENCH_MODEL_PATH": str(_artifact(target).path)}
+
+
+def _artifact(target: str) -> Any:
     from targets.build import ensure
     from targets.registry import get
 
     spec = get(target)
-    art = ensure(spec.model, spec.runtime)
-    return {"SERVEBENCH_MODEL_PATH": str(art.path)}
+    return ensure(spec.model, spec.runtime)
 
 
 class LocalBackend:
@@ -43,6 +46,7 @@ class LocalBackend:
         self.shaper = shaper or Shaper()
         self.owner = new_owner()
         self._platform: Any = None
+        self._store: Any = None
         self._servers: list[ServerProcess] = []
         self._functions: dict[tuple[Any, ...], FunctionTarget] = {}
 
@@ -59,26 +63,52 @@ class LocalBackend:
                 lambda: ProcessLauncher(owner=owner, shaper=shaper)).start()
         return self._platform
 
+    @property
+    def object_store(self) -> Any:
+        """moto's S3 server on loopback (``storage.ObjectStore``), started on demand."""
+        if self._store is None:
+            from .storage import ObjectStore
+
+            self._store = ObjectStore(owner=self.owner)
+        return self._store
+
+    def _model_from_store(self, target: str) -> dict[str, str]:
+        import json
+
+        art = _artifact(target)
+        url = self.object_store.upload(art.path, "servebench-models", art.path.name)
+        return {"SERVEBENCH_MODEL_URL": url, "SERVEBENCH_MODEL_META": json.dumps(art.meta),
+                **self.object_store.environment()}
+
     def function(self, target: str = "mobilenet_v2", *, memory_mb: int = 1024,
                  name: str | None = None, reserved_concurrency: int | None = None,
                  provisioned_concurrency: int = 0, keep_alive_s: float = 300.0,
                  timeout_s: float = 30.0, parallel_init: bool = False,
+                 model_from: str = "package",
                  environment: dict[str, str] | None = None) -> FunctionTarget:
-        """Deploy ``target`` as a function (or update it) and return it as a target."""
+        """Deploy ``target`` as a function (or update it) and return it as a target.
+
+        ``model_from="package"`` ships the model with the function; ``"s3"`` puts it in the
+        local object store and the function downloads it at init (study 004's setup, where
+        ``parallel_init`` overlaps the download with the library imports)."""
         from ...functions.platform import FunctionConfig
 
-        fname = name or f"{target}-{memory_mb}mb" + ("-parallel" if parallel_init else "")
+        if model_from not in ("package", "s3"):
+            raise ValueError(f"model_from is 'package' or 's3', not {model_from!r}")
+        fname = name or (f"{target}-{memory_mb}mb" + ("-s3" if model_from == "s3" else "")
+                         + ("-parallel" if parallel_init else ""))
+        model_env = (self._model_from_store(target) if model_from == "s3"
+                     else model_environment(target))
         config = FunctionConfig(
             name=fname, target=target, memory_mb=memory_mb, timeout_s=timeout_s,
             reserved_concurrency=reserved_concurrency,
             provisioned_concurrency=provisioned_concurrency, keep_alive_s=keep_alive_s,
-            parallel_init=parallel_init,
-            environment={**model_environment(target), **(environment or {})})
+            parallel_init=parallel_init, environment={**model_env, **(environment or {})})
         srv = self.platform
         srv.deploy(config)
         shape = Shape.for_lambda(memory_mb)
         profile = {"backend": self.name, "target": target, "memory_mb": memory_mb,
-                   "arch": "x86_64", "parallel_init": parallel_init,
+                   "arch": "x86_64", "parallel_init": parallel_init, "model_from": model_from,
                    "reserved_concurrency": reserved_concurrency,
                    "provisioned_concurrency": provisioned_concurrency,
                    **self.shaper.describe(shape)}
@@ -146,6 +176,12 @@ class LocalBackend:
             except Exception as exc:
                 errors.append(exc)
             self._platform = None
+        if self._store is not None:
+            try:
+                self._store.stop()
+            except Exception as exc:
+                errors.append(exc)
+            self._store = None
         for pid in tagged_processes(self.owner):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

@@ -106,9 +106,9 @@ class ProcessSandbox:
         return self.cgroup is not None and self.cgroup.oom_killed()
 
     def stop(self) -> None:
+        # The log pipe's transport closes itself at EOF, in its loop (stop() runs in an
+        # executor thread, and asyncio transports are not thread-safe).
         kill_group(self.proc)
-        if self._transport is not None:
-            self._transport.close()
         if self.cgroup is not None:
             self.cgroup.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
