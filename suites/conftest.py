@@ -1,0 +1,104 @@
+"""Shared fixtures for the study suites: the backend, the SLO config (``slo.toml``), quick or
+full sizes, payloads, and a per-session store so each study's final test can compare the
+results its cases measured in the same run.
+
+``pytest suites/ --target=lambda`` (or ``ec2``, ``fargate``, ``sagemaker``) keeps only the cases
+of that target; a finding that needs another target then skips and says which.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_servebench import Result
+
+SLO_FILE = Path(__file__).with_name("slo.toml")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("servebench").addoption(
+        "--servebench-full", action="store_true",
+        help="study suites at the studies' own sizes (default: quick sizes for CI)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --target, keep the cases of that target and the findings (which skip when their
+    inputs were not measured)."""
+    wanted = config.getoption("servebench_target")
+    if not wanted or wanted == "http":
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("study_target")
+        if marker is None or marker.args[0] == wanted:
+            keep.append(item)
+        else:
+            drop.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "study_target(name): the platform a suite case measures "
+                                       "(lambda, ec2, fargate, sagemaker); --target filters on it")
+
+
+def load_slo(config: pytest.Config) -> dict[str, Any]:
+    """The bounds and sizes for this backend and mode from ``slo.toml``."""
+    backend = config.getoption("servebench_backend")
+    doc = tomllib.loads(SLO_FILE.read_text())
+    if backend not in doc:
+        raise pytest.UsageError(f"{SLO_FILE} has no [{backend}] section")
+    section = dict(doc[backend])
+    mode = "full" if config.getoption("servebench_full") else "quick"
+    sizes = section.pop("quick"), section.pop("full")
+    return {**section, **(sizes[1] if mode == "full" else sizes[0]), "mode": mode}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Sweeps whose points depend on the mode come from ``slo.toml``."""
+    sizes = load_slo(metafunc.config)
+    for name, key in (("concurrency", "concurrency"), ("users", "users"),
+                      ("payload_bytes", "payload_sizes")):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, sizes[key], ids=[f"{name}={v}" for v in sizes[key]])
+
+
+@pytest.fixture(scope="session")
+def slo(pytestconfig: pytest.Config) -> dict[str, Any]:
+    return load_slo(pytestconfig)
+
+
+class Findings:
+    """Results measured by a study's cases, keyed by whatever the study compares."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[Any, Result]] = defaultdict(dict)
+        self.values: dict[str, dict[Any, Any]] = defaultdict(dict)
+
+    def need(self, study: str, keys: list[Any], what: str) -> list[Result]:
+        got = self.results.get(study, {})
+        missing = [k for k in keys if k not in got]
+        if missing:
+            pytest.skip(f"{what} needs {missing} measured in this run (deselected or failed; "
+                        "run the whole suite file)")
+        return [got[k] for k in keys]
+
+
+@pytest.fixture(scope="session")
+def findings() -> Findings:
+    return Findings()
+
+
+@pytest.fixture(scope="session")
+def image() -> bytes:
+    """The one standard JPEG every classification request sends (studies 000, 003, 004)."""
+    from targets.payloads import jpeg
+
+    return jpeg(224, 224, seed=0)
