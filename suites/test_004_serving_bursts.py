@@ -1,0 +1,130 @@
+"""Study 004: serverless model serving vs a server under bursty load, ONNX Runtime vs a heavier
+framework in the function, and the cold start split into its steps
+(``shared/seeds/004_879fac299c025206.txt``).
+
+Cases: the study's Markov-modulated workloads with peaks of 40, 120 and 200 req/s (scaled in
+quick mode) against a 2,048 MB function and a single server; MobileNetV2 under ONNX Runtime vs
+PyTorch in the function (cold start and warm latency); the cold start's five steps with the model
+downloaded from S3 (moto's server on loopback), sequential and with parallel init.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import pytest
+
+from pytest_servebench import MMPP, ClosedLoop, parse_duration_s
+
+STUDY = "004"
+PEAKS = [40, 120, 200]
+
+
+def _workload(slo: dict[str, Any], peak: int) -> MMPP:
+    length = {40: 870.0, 120: 250.0, 200: 190.0}[peak]
+    return MMPP.study_004(peak=peak, time_scale=parse_duration_s(slo["mmpp_duration"]) / length,
+                          rate_scale=slo["mmpp_scale"], seed=peak)
+
+
+@pytest.fixture(scope="module")
+def deployed(servebench_backend: Any) -> Any:
+    targets: dict[str, Any] = {}
+
+    def get(key: str) -> Any:
+        if key not in targets:
+            if key == "lambda":
+                targets[key] = servebench_backend.function("mobilenet_v2", memory_mb=2048,
+                                                           name="s004-mobilenet-2048")
+            elif key == "server":
+                targets[key] = servebench_backend.server("mobilenet_v2", platform="sagemaker",
+                                                         instance_type="ml.c5.2xlarge")
+            else:
+                runtime_target = {"onnx": "mobilenet_v2", "torch": "mobilenet_v2_torch"}[key]
+                targets[key] = servebench_backend.function(runtime_target, memory_mb=2048,
+                                                           name=f"s004-{key}")
+        return targets[key]
+
+    return get
+
+
+@pytest.mark.parametrize("peak", PEAKS, ids=[f"workload-{p}" for p in PEAKS])
+@pytest.mark.parametrize("key", [pytest.param("lambda", marks=pytest.mark.study_target("lambda")),
+                                 pytest.param("server",
+                                              marks=pytest.mark.study_target("sagemaker"))])
+def test_bursty_workload(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],
+                         image: bytes, key: str, peak: int) -> None:
+    result = servebench.run(_workload(slo, peak), payload=image, target=deployed(key))
+    findings.results[STUDY][(key, peak)] = result
+    result.check(f"success_ratio >= {slo['bursty_success_min']}")
+
+
+def test_finding_serverless_latency_stays_flat_across_bursts(findings: Any) -> None:
+    runs = findings.need(STUDY, [("lambda", p) for p in PEAKS], "the Lambda bursts")
+    p50s = [r.p50.value for r in runs]
+    assert max(p50s) <= 2 * min(p50s), (
+        "median latency should not grow with the burst peak: "
+        + ", ".join(f"workload-{p}: {v * 1000:.1f} ms" for p, v in zip(PEAKS, p50s)))
+
+
+def test_finding_servers_queue_at_the_peak() -> None:
+    pytest.skip("the study's server queued at 200 req/s because the cloud gave the functions "
+                "more cores than the server had; on one machine the sandboxes and the server "
+                "share its cores, so this needs the AWS backend (a later issue)")
+
+
+@pytest.mark.study_target("lambda")
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_runtime_cold_and_warm(servebench: Any, servebench_backend: Any, deployed: Any,
+                               findings: Any, slo: dict[str, Any], image: bytes,
+                               runtime: str) -> None:
+    fn = deployed(runtime)
+    colds = []
+    for _ in range(slo["cold_repeats"]):
+        servebench_backend.force_cold(fn)
+        cold = servebench.run(ClosedLoop(concurrency=1, requests=1), payload=image, target=fn)
+        cold.check("success_ratio >= 1", f"max < {slo['cold_start_max']}")
+        colds.append(cold.p50.value)
+    warm = servebench.run(ClosedLoop(concurrency=1, requests=40), payload=image, target=fn)
+    warm.check(f"success_ratio >= {slo['success_ratio_min']}")
+    findings.results[STUDY][("warm", runtime)] = warm
+    findings.values[STUDY][("cold", runtime)] = statistics.median(colds)
+
+
+def test_finding_onnx_runtime_starts_and_serves_faster(findings: Any) -> None:
+    warm_onnx, warm_torch = findings.need(STUDY, [("warm", "onnx"), ("warm", "torch")],
+                                          "the runtime comparison")
+    cold = findings.values[STUDY]
+    assert cold[("cold", "onnx")] < cold[("cold", "torch")], cold
+    assert warm_onnx.p50.value < warm_torch.p50.value
+    assert warm_onnx.cost.usd_per_million < warm_torch.cost.usd_per_million
+
+
+@pytest.mark.study_target("lambda")
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel-init"])
+def test_cold_start_steps(servebench: Any, servebench_backend: Any, slo: dict[str, Any],
+                          image: bytes, parallel: bool) -> None:
+    fn = servebench_backend.function("mobilenet_v2", memory_mb=2048, model_from="s3",
+                                     parallel_init=parallel)
+    servebench_backend.force_cold(fn)
+    result = servebench.run(ClosedLoop(concurrency=1, requests=1), payload=image, target=fn)
+    result.check("success_ratio >= 1")
+    reply = result.records[0].reply
+    phases = reply.extra["init_phases"]
+    steps = ("sandbox_start_s", "runtime_start_s", "storage_import_s", "import_s",
+             "model_load_s", "first_inference_s")
+    assert all(phases[s] >= 0 for s in steps), phases
+    in_handler = sum(phases[s] for s in ("storage_import_s", "import_s", "model_load_s",
+                                         "first_inference_s"))
+    assert in_handler <= reply.init_duration_s, (phases, reply.init_duration_s)
+    if parallel:
+        # Overlap happened: after the imports, less of the download was left to wait for
+        # than the download took.
+        assert phases["download_wait_s"] < phases["download_s"], phases
+    else:
+        assert phases["download_s"] > 0 and phases["parallel"] == 0
+
+
+def test_finding_batching_trades_latency_for_cost() -> None:
+    pytest.skip("the handlers take one input per call; the study's batch sizes 1..16 need a "
+                "batched handler, not built yet")
