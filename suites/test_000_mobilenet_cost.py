@@ -6,7 +6,8 @@ request, a closed loop at a concurrency from 1 to 16. The findings asserted here
 study's shape, measured in this run: a server at saturation costs less per million inferences
 than the function, and a cold start costs many warm calls. (On a 2-core machine the servers
 saturate at concurrency 1: the load generator shares their cores, so throughput does not grow
-along the sweep as it did on the study's separate client.) The study's ARM finding needs an arm64 machine, which this backend does not have.
+along the sweep as it did on the study's separate client.) The study's ARM finding needs an
+arm64 machine, which this backend does not have.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def test_finding_serverless_latency_stays_flat_across_bursts(findings: Any) -> N
     p50s = [r.p50.value for r in runs]
     assert max(p50s) <= 2 * min(p50s), (
         "median latency should not grow with the burst peak: "
-        + ", ".join(f"workload-{p}: {v * 1000:.1f} ms" for p, v in zip(PEAKS, p50s)))
+        + ", ".join(f"workload-{p}: {v * 1000:.1f} ms" for p, v in zip(PEAKS, p50s, strict=True)))
 
 
 def test_finding_servers_queue_at_the_peak() -> None:

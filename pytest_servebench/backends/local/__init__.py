@@ -156,8 +156,18 @@ class LocalBackend:
         profile.update(self.shaper.describe(shape))
         profile.update(workers=workers, threads=proc.threads, slots=slots or 1,
                        ready_s=round(proc.ready_s, 3))
-        return ServerTarget(proc.url, name=f"{platform}:{instance_type or 'task'}:{target}",
-                            profile=profile)
+        size = (f"{vcpu:g}vCPU-{memory_gb:g}GB" if platform == "fargate"
+                else str(instance_type))
+        return ServerTarget(proc.url, name=f"{platform}:{size}:{target}", profile=profile)
+
+    def stop_server(self, target: ServerTarget) -> None:
+        """Stop one server now (a task scaled in) rather than at the end of the session."""
+        for proc in list(self._servers):
+            if proc.url == target.url:
+                proc.stop()
+                self._servers.remove(proc)
+                return
+        raise LookupError(f"{target.name} was not started by this backend")
 
     # -- teardown --------------------------------------------------------------------------
     def close(self) -> None:

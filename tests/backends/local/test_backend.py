@@ -100,6 +100,12 @@ def test_a_server_shaped_like_an_instance(backend: Any, image: bytes) -> None:
     r2 = Servebench(target=fargate).run(ClosedLoop(concurrency=1, requests=10),
                                         payload={"text": "you are great"})
     assert r2.success_ratio == 1.0 and fargate.describe()["vcpu"] == 0.5
+    backend.stop_server(fargate)
+    r3 = Servebench(target=fargate).run(ClosedLoop(concurrency=1, requests=2),
+                                        payload={"text": "x"})
+    assert set(r3.errors) == {"connect"}  # stopped: nothing listens any more
+    with pytest.raises(LookupError):
+        backend.stop_server(fargate)
 
 
 def test_an_arm_instance_says_it_was_not_run_as_arm(backend: Any) -> None:
