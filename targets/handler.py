@@ -4,8 +4,10 @@ Set ``SERVEBENCH_TARGET`` to the target's name (and ``SERVEBENCH_MODEL_PATH`` in
 package). The model loads during the function's init phase (module import), as Lambda best practice
 has it, so ``Init Duration`` carries the load and warm invocations do not.
 
-Events: a direct invoke with ``{"image_b64": ...}`` or ``{"text": ...}``, or an API Gateway proxy
-event (REST or HTTP API) whose body carries raw bytes (``isBase64Encoded``), JSON or text. Proxy
+Events: a direct invoke with ``{"image_b64": ...}`` or ``{"text": ...}``, an S3 notification event
+(``Records[].s3``: each object is read from S3 and its answer written back as
+``results/<key>.json``, study 001's object-storage path), or an API Gateway proxy event
+(REST or HTTP API) whose body carries raw bytes (``isBase64Encoded``), JSON or text. Proxy
 events get a proxy response (``statusCode``, ``headers``, ``body``); bad input there is a 4xx
 response. Bad input in a direct invoke raises :class:`BadInput`, which Lambda returns as an error
 object (``errorType: "BadInput"``, ``errorMessage: "400: ..."``); any other error type is a bug.
@@ -72,6 +74,53 @@ def _proxy(status: int, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 WARMUP_EVENT = {"servebench": "warmup"}
+_s3: Any = None
+
+
+def _s3_objects(event: Any) -> list[tuple[str, str]] | None:
+    """(bucket, key) of each object in an S3 notification event, or None for other events."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return None
+    out = []
+    for rec in event["Records"]:
+        try:
+            out.append((str(rec["s3"]["bucket"]["name"]), str(rec["s3"]["object"]["key"])))
+        except (KeyError, TypeError):
+            raise BadInput("400: an S3 event record needs s3.bucket.name and s3.object.key") \
+                from None
+    return out
+
+
+def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
+    """Study 001's object-storage path: read each input from S3, write each answer back as
+    ``results/<key>.json`` in the same bucket (or ``$SERVEBENCH_RESULT_BUCKET``)."""
+    global _s3
+    from urllib.parse import unquote_plus
+
+    from .core import Request
+
+    if _s3 is None:
+        import boto3
+
+        _s3 = boto3.client("s3")
+    written = []
+    for bucket, raw_key in objects:
+        key = unquote_plus(raw_key)  # S3 events URL-encode keys
+        try:
+            body = _s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except _s3.exceptions.NoSuchKey:
+            raise BadInput(f"404: no object s3://{bucket}/{key}") from None
+        try:
+            answer = core.predict(Request(image=body) if core.kind != "text"
+                                  else Request(text=body.decode("utf-8", "replace")))
+        except _CoreBadInput as exc:
+            raise BadInput(f"{exc.status}: s3://{bucket}/{key}: {exc.message}") from None
+        out_bucket = os.environ.get("SERVEBENCH_RESULT_BUCKET") or bucket
+        out_key = f"results/{key}.json"
+        _s3.put_object(Bucket=out_bucket, Key=out_key, Body=json.dumps(answer).encode(),
+                       ContentType="application/json")
+        written.append(f"s3://{out_bucket}/{out_key}")
+    return {"results": written}
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
@@ -82,6 +131,13 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     core = init()
     if event == WARMUP_EVENT:
         answer: dict[str, Any] = {"warm": True}
+        if _init is not None:
+            answer["init_timings_s"], _init = _init, None
+        return answer
+    objects = _s3_objects(event)
+    if objects is not None:
+        answer = _from_s3(core, objects)
+        answer["timings_ms"] = {"handler": round((time.perf_counter() - started) * 1000, 3)}
         if _init is not None:
             answer["init_timings_s"], _init = _init, None
         return answer

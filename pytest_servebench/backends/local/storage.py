@@ -68,6 +68,17 @@ class ObjectStore:
         s3.upload_file(str(path), bucket, key)
         return f"s3://{bucket}/{key}"
 
+    def put(self, data: bytes, bucket: str, key: str) -> str:
+        s3 = self.client()
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+        return f"s3://{bucket}/{key}"
+
+    def get(self, bucket: str, key: str) -> bytes:
+        data: bytes = self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return data
+
     def stop(self) -> None:
         kill_group(self.proc)
         import shutil
