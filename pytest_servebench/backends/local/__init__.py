@@ -84,14 +84,15 @@ class LocalBackend:
                  name: str | None = None, reserved_concurrency: int | None = None,
                  provisioned_concurrency: int = 0, keep_alive_s: float = 300.0,
                  timeout_s: float = 30.0, parallel_init: bool = False,
-                 model_from: str = "package",
+                 model_from: str = "package", handler: str | None = None,
                  environment: dict[str, str] | None = None) -> FunctionTarget:
         """Deploy ``target`` as a function (or update it) and return it as a target.
 
         ``model_from="package"`` ships the model with the function; ``"s3"`` puts it in the
         local object store and the function downloads it at init (study 004's setup, where
-        ``parallel_init`` overlaps the download with the library imports)."""
-        from ...functions.platform import FunctionConfig
+        ``parallel_init`` overlaps the download with the library imports). ``handler`` picks
+        another entry point, e.g. ``targets.router.handler`` (study 002's hybrid front)."""
+        from ...functions.platform import DEFAULT_HANDLER, FunctionConfig
 
         if model_from not in ("package", "s3"):
             raise ValueError(f"model_from is 'package' or 's3', not {model_from!r}")
@@ -103,7 +104,8 @@ class LocalBackend:
             name=fname, target=target, memory_mb=memory_mb, timeout_s=timeout_s,
             reserved_concurrency=reserved_concurrency,
             provisioned_concurrency=provisioned_concurrency, keep_alive_s=keep_alive_s,
-            parallel_init=parallel_init, environment={**model_env, **(environment or {})})
+            parallel_init=parallel_init, handler=handler or DEFAULT_HANDLER,
+            environment={**model_env, **(environment or {})})
         srv = self.platform
         srv.deploy(config)
         shape = Shape.for_lambda(memory_mb)

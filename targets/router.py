@@ -1,0 +1,56 @@
+"""Study 002's hybrid front: a function that runs the light model itself and routes requests for
+the heavy one to a server (``targets.router.handler``).
+
+Set ``SERVEBENCH_TARGET`` to the light target served in the function (e.g. ``text_rf``) and
+``SERVEBENCH_OFFLOAD_URL`` to the heavy target's server (``http://127.0.0.1:PORT/predict``).
+Text goes to the light model; images go to the server, and the server's answer comes back with
+``"routed": "server"``. The function waits for the server, and Lambda bills that wait.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from . import handler as local
+from .core import BadInput as _CoreBadInput
+from .core import from_event
+from .core.inputs import Limits
+
+_LIMITS = Limits.from_env()
+
+
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    if event == local.WARMUP_EVENT:
+        return local.handler(event, context)
+    try:
+        request, proxy = from_event(event, _LIMITS)
+    except _CoreBadInput:
+        return local.handler(event, context)  # the same 4xx answer as the plain handler
+    if request.image is None:
+        answer = local.handler(event, context)
+        if isinstance(answer, dict) and "statusCode" not in answer:
+            answer["routed"] = "function"
+        return answer
+    url = os.environ.get("SERVEBENCH_OFFLOAD_URL")
+    if not url:
+        raise RuntimeError("set SERVEBENCH_OFFLOAD_URL to the server the heavy model runs on")
+    req = urllib.request.Request(url, data=request.image, method="POST",
+                                 headers={"content-type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            status, body = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    doc = json.loads(body) if body else {}
+    if isinstance(doc, dict):
+        doc["routed"] = "server"
+    if proxy:
+        return {"statusCode": status, "headers": {"content-type": "application/json"},
+                "body": json.dumps(doc), "isBase64Encoded": False}
+    if status >= 400:
+        raise local.BadInput(f"{status}: {doc.get('error', doc) if isinstance(doc, dict) else doc}")
+    return doc if isinstance(doc, dict) else {"answer": doc}
