@@ -65,7 +65,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Sweeps whose points depend on the mode come from ``slo.toml``."""
     sizes = load_slo(metafunc.config)
     for name, key in (("concurrency", "concurrency"), ("users", "users"),
-                      ("payload_bytes", "payload_sizes")):
+                      ("payload_bytes", "payload_sizes"), ("batch", "batch_sizes")):
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, sizes[key], ids=[f"{name}={v}" for v in sizes[key]])
 

@@ -5,7 +5,8 @@ framework in the function, and the cold start split into its steps
 Cases: the study's Markov-modulated workloads with peaks of 40, 120 and 200 req/s (scaled in
 quick mode) against a 2,048 MB function and a single server; MobileNetV2 under ONNX Runtime vs
 PyTorch in the function (cold start and warm latency); the cold start's five steps with the model
-downloaded from S3 (moto's server on loopback), sequential and with parallel init.
+downloaded from S3 (moto's server on loopback), sequential and with parallel init; batch sizes
+1 to 16 in one call (cost per image vs latency per call).
 """
 
 from __future__ import annotations
@@ -125,6 +126,25 @@ def test_cold_start_steps(servebench: Any, servebench_backend: Any, slo: dict[st
         assert phases["download_s"] > 0 and phases["parallel"] == 0
 
 
-def test_finding_batching_trades_latency_for_cost() -> None:
-    pytest.skip("the handlers take one input per call; the study's batch sizes 1..16 need a "
-                "batched handler, not built yet")
+@pytest.mark.study_target("lambda")
+def test_batch_sizes(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],
+                     image: bytes, batch: int) -> None:
+    import base64
+
+    fn = deployed("lambda")
+    event = {"images_b64": [base64.b64encode(image).decode()] * batch}
+    result = servebench.run(ClosedLoop(concurrency=1, requests=20, warmup_requests=1),
+                            payload=event, target=fn)
+    result.check(f"success_ratio >= {slo['success_ratio_min']}")
+    assert result.cost is not None
+    findings.results[STUDY][("batch", batch)] = result
+
+
+def test_finding_batching_trades_latency_for_cost(findings: Any, slo: dict[str, Any]) -> None:
+    sizes = slo["batch_sizes"]
+    runs = findings.need(STUDY, [("batch", b) for b in sizes], "the batch sweep")
+    per_image = [r.cost.usd_per_request / b for r, b in zip(runs, sizes, strict=True)]
+    # Cost per image falls with the batch (the per-call fee and overhead are shared) ...
+    assert per_image[-1] < per_image[0], per_image
+    # ... while each call takes longer.
+    assert runs[-1].p50.value > runs[0].p50.value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -117,8 +118,6 @@ def create_app(platform: FunctionPlatform) -> Starlette:
             if "Environment" in doc:
                 changes["environment"] = dict(doc["Environment"].get("Variables", {}))
             # Validate by building the new configuration before touching the function.
-            import dataclasses
-
             dataclasses.replace(fn.config, **changes)
         except UnknownFunction as exc:
             return _error(404, "ResourceNotFoundException", str(exc))
@@ -127,33 +126,33 @@ def create_app(platform: FunctionPlatform) -> Starlette:
         config = await fn.update(**changes)
         return JSONResponse(function_configuration(config, platform.region))
 
-    async def put_concurrency(request: Request) -> Response:
+    async def set_count(request: Request, field: str, attr: str) -> Response | int:
+        """Set one integer of a function's configuration from ``field`` of the JSON body;
+        the new value, or the error response."""
         try:
             fn = platform.get(request.path_params["name"])
-            n = int(json.loads(await request.body())["ReservedConcurrentExecutions"])
-            import dataclasses
-
-            dataclasses.replace(fn.config, reserved_concurrency=n)
+            n = int(json.loads(await request.body())[field])
+            changes: dict[str, Any] = {attr: n}
+            config = dataclasses.replace(fn.config, **changes)  # validates
         except UnknownFunction as exc:
             return _error(404, "ResourceNotFoundException", str(exc))
         except (ValueError, TypeError, KeyError) as exc:
             return _error(400, "InvalidParameterValueException", str(exc))
-        fn.config = dataclasses.replace(fn.config, reserved_concurrency=n)
+        fn.config = config
+        return n
+
+    async def put_concurrency(request: Request) -> Response:
+        n = await set_count(request, "ReservedConcurrentExecutions", "reserved_concurrency")
+        if not isinstance(n, int):
+            return n
         return JSONResponse({"ReservedConcurrentExecutions": n})
 
     async def put_provisioned(request: Request) -> Response:
-        try:
-            fn = platform.get(request.path_params["name"])
-            n = int(json.loads(await request.body())["ProvisionedConcurrentExecutions"])
-            import dataclasses
-
-            dataclasses.replace(fn.config, provisioned_concurrency=n)
-        except UnknownFunction as exc:
-            return _error(404, "ResourceNotFoundException", str(exc))
-        except (ValueError, TypeError, KeyError) as exc:
-            return _error(400, "InvalidParameterValueException", str(exc))
-        fn.config = dataclasses.replace(fn.config, provisioned_concurrency=n)
-        await fn.provision()
+        n = await set_count(request, "ProvisionedConcurrentExecutions",
+                            "provisioned_concurrency")
+        if not isinstance(n, int):
+            return n
+        await platform.get(request.path_params["name"]).provision()
         return JSONResponse({"RequestedProvisionedConcurrentExecutions": n,
                              "AvailableProvisionedConcurrentExecutions": n,
                              "AllocatedProvisionedConcurrentExecutions": n, "Status": "READY"},

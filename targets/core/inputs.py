@@ -44,13 +44,20 @@ class Limits:
                    _env_int("SERVEBENCH_MAX_TEXT_CHARS", d.max_text_chars))
 
 
+MAX_BATCH = 64
+
+
 @dataclass(frozen=True)
 class Request:
+    """One image, one text, or a batch of images (``{"images_b64": [...]}``, study 004's
+    batching: one call, one inference over the stacked batch)."""
+
     image: bytes | None = None
     text: str | None = None
+    images: tuple[bytes, ...] | None = None
 
     def __post_init__(self) -> None:
-        assert (self.image is None) != (self.text is None)
+        assert sum(x is not None for x in (self.image, self.text, self.images)) == 1
 
 
 def check_size(n: int, limits: Limits) -> None:
@@ -59,22 +66,36 @@ def check_size(n: int, limits: Limits) -> None:
                             f"{limits.max_body_bytes} bytes")
 
 
+def _b64_image(raw: Any, name: str, limits: Limits) -> bytes:
+    if not isinstance(raw, str):
+        raise BadInput(400, f"'{name}' must be a base64 string")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadInput(400, f"'{name}' is not valid base64: {exc}") from None
+    if not data:
+        raise BadInput(400, f"'{name}' is empty")
+    check_size(len(data), limits)
+    return data
+
+
 def _from_json_object(obj: Any, limits: Limits) -> Request:
     if not isinstance(obj, dict):
         raise BadInput(400, f"expected a JSON object with 'image_b64' or 'text', got "
                             f"{type(obj).__name__}")
     if "image_b64" in obj:
-        raw = obj["image_b64"]
-        if not isinstance(raw, str):
-            raise BadInput(400, "'image_b64' must be a base64 string")
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise BadInput(400, f"'image_b64' is not valid base64: {exc}") from None
-        if not data:
-            raise BadInput(400, "'image_b64' is empty")
-        check_size(len(data), limits)
-        return Request(image=data)
+        return Request(image=_b64_image(obj["image_b64"], "image_b64", limits))
+    if "images_b64" in obj:
+        batch = obj["images_b64"]
+        if not isinstance(batch, list) or not batch:
+            raise BadInput(400, "'images_b64' must be a non-empty list of base64 strings")
+        if len(batch) > MAX_BATCH:
+            raise BadInput(413, f"a batch of {len(batch)} images exceeds the limit of "
+                                f"{MAX_BATCH}")
+        images = tuple(_b64_image(raw, f"images_b64[{i}]", limits)
+                       for i, raw in enumerate(batch))
+        check_size(sum(len(x) for x in images), limits)
+        return Request(images=images)
     if "text" in obj:
         return Request(text=_check_text(obj["text"], limits))
     raise BadInput(400, "expected a JSON object with 'image_b64' or 'text'")

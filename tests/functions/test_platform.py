@@ -52,6 +52,7 @@ def test_sixteen_concurrent_calls_on_a_cold_function_start_sixteen_sandboxes(
     platform.deploy(config("burst", "sleep", memory_mb=128, keep_alive_s=1.0))
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda _: invoke(lam, "burst", {"seconds": 1.0}), range(16)))
+    assert all("sandbox" in b for _, b in results), [b for _, b in results if "sandbox" not in b]
     sandboxes = {b["sandbox"] for _, b in results}
     assert len(sandboxes) == 16
     assert all(report_of(r).cold_start for r, _ in results)

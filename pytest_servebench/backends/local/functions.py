@@ -17,7 +17,7 @@ from typing import Any
 
 from ...functions.rie import find_rie
 from ...functions.sandbox import SandboxSpec
-from .processes import StartError, free_port, kill_group, spawn
+from .processes import StartError, free_port, kill_group, release_port, spawn
 from .shaping import Cgroup, Shape, Shaper
 
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "SERVEBENCH_CACHE", "SERVEBENCH_ORT_SPIN",
@@ -45,9 +45,10 @@ class _LineReader(asyncio.Protocol):
 
 
 class ProcessSandbox:
-    def __init__(self, spec: SandboxSpec, proc: subprocess.Popen[bytes], port: int,
+    def __init__(self, spec: SandboxSpec, proc: subprocess.Popen[bytes], ports: tuple[int, int],
                  workdir: Path, cgroup: Cgroup | None, log_keep: list[str]) -> None:
-        self.spec, self.proc, self.port, self.workdir = spec, proc, port, workdir
+        self.spec, self.proc, self.workdir = spec, proc, workdir
+        self.port, self.ports = ports[0], ports
         self.cgroup = cgroup
         self._recent = log_keep
         self._reader: _LineReader | None = None
@@ -83,7 +84,8 @@ class ProcessSandbox:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 writer.close()
-                return
+                if self.proc.poll() is None:  # our emulator answers, not someone else
+                    return
             except OSError:
                 pass
             if self.proc.poll() is not None:
@@ -109,6 +111,7 @@ class ProcessSandbox:
         # The log pipe's transport closes itself at EOF, in its loop (stop() runs in an
         # executor thread, and asyncio transports are not thread-safe).
         kill_group(self.proc)
+        release_port(*self.ports)
         if self.cgroup is not None:
             self.cgroup.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -171,7 +174,8 @@ class ProcessLauncher:
                 cgroup.add(proc.pid)
             except OSError:
                 kill_group(proc)
+                release_port(port, api_port)
                 cgroup.remove()
                 raise
         recent: list[str] = []
-        return ProcessSandbox(spec, proc, port, workdir, cgroup, recent)
+        return ProcessSandbox(spec, proc, (port, api_port), workdir, cgroup, recent)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,11 +30,30 @@ class StartError(RuntimeError):
     """A process did not become ready; the message carries the tail of its log."""
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A free TCP port on loopback (bound and released; the caller binds it next)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on loopback (bound and released; the caller binds it next).
+
+    The kernel may hand a just-released port out again, so ports given to children that have
+    not bound them yet are remembered here and never given twice, until ``release_port``: two
+    sandboxes started at once must not share an address."""
+    with _PORTS_LOCK:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((host, 0))
+                port = int(s.getsockname()[1])
+            if port not in _PORTS_HANDED_OUT:
+                _PORTS_HANDED_OUT.add(port)
+                return port
+    raise OSError("no free loopback port that is not already handed out")
+
+
+def release_port(*ports: int) -> None:
+    with _PORTS_LOCK:
+        _PORTS_HANDED_OUT.difference_update(ports)
 
 
 def die_with_parent() -> None:

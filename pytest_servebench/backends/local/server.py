@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...target import Client
-from .processes import StartError, free_port, kill_group, spawn, wait_until
+from .processes import StartError, free_port, kill_group, release_port, spawn, wait_until
 from .shaping import Cgroup, Shape, Shaper
 
 
@@ -92,6 +92,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         kill_group(self.proc)
+        release_port(self.port)
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .processes import free_port, kill_group, spawn, wait_until
+from .processes import free_port, kill_group, release_port, spawn, wait_until
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "servebench", "AWS_SECRET_ACCESS_KEY": "servebench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -81,6 +81,7 @@ class ObjectStore:
 
     def stop(self) -> None:
         kill_group(self.proc)
+        release_port(self.port)
         import shutil
 
         shutil.rmtree(self.workdir, ignore_errors=True)

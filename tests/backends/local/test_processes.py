@@ -93,3 +93,11 @@ def test_wait_until_notices_an_exit_at_once(tmp_path: Path) -> None:
     with pytest.raises(StartError, match=r"exited with status 3(.|\n)*bad config"):
         wait_until(lambda: False, timeout_s=30, what="server", proc=proc, log=log)
     assert time.monotonic() - started < 10
+
+
+def test_free_ports_are_never_handed_out_twice_until_released() -> None:
+    from pytest_servebench.backends.local.processes import release_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200
+    release_port(*ports)
