@@ -17,7 +17,6 @@ when present and otherwise ignored.
 from __future__ import annotations
 
 import base64
-import math
 import re
 from dataclasses import dataclass
 
@@ -65,10 +64,12 @@ class InvocationReport:
 
 def billed_ms(duration_ms: float, init_duration_ms: float | None = None, *,
               bill_init: bool = True) -> int:
-    """Billed duration: rounded up to 1 ms (since December 2020). Since 1 August 2025 AWS bills
-    the init phase of on-demand functions too, so a cold start's billed time includes it."""
-    total = duration_ms + ((init_duration_ms or 0.0) if bill_init else 0.0)
-    return max(1, math.ceil(round(total, 6)))
+    """Billed duration of one invocation: rounded up to 1 ms (``cost.billed_ms``). Since
+    1 August 2025 AWS bills the init phase of on-demand functions too, so a cold start's billed
+    time includes it."""
+    from ..cost import billed_ms as round_up
+
+    return round_up(duration_ms + ((init_duration_ms or 0.0) if bill_init else 0.0))
 
 
 def parse_report(line: str) -> InvocationReport:
