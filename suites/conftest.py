@@ -4,6 +4,8 @@ results its cases measured in the same run.
 
 ``pytest suites/ --target=lambda`` (or ``ec2``, ``fargate``, ``sagemaker``) keeps only the cases
 of that target; a finding that needs another target then skips and says which.
+``--target=http --servebench-url=URL`` measures a running endpoint with the cases that can
+(study 000's sweep).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """With --target, keep the cases of that target and the findings (which skip when their
     inputs were not measured)."""
     wanted = config.getoption("servebench_target")
-    if not wanted or wanted == "http":
+    if not wanted:
         return
     keep, drop = [], []
     for item in items:
@@ -46,7 +48,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "study_target(name): the platform a suite case measures "
-                                       "(lambda, ec2, fargate, sagemaker); --target filters on it")
+                                       "(lambda, ec2, fargate, sagemaker, http); --target "
+                                       "filters on it")
 
 
 def load_slo(config: pytest.Config) -> dict[str, Any]:
