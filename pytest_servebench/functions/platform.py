@@ -99,9 +99,12 @@ class Function:
 
     async def _new_sandbox(self, *, provisioned: bool = False) -> Sandbox:
         spec = self._spec()
-        launched = await asyncio.get_running_loop().run_in_executor(
-            None, self.platform.launcher.launch, spec) if self.platform.launch_in_executor \
-            else self.platform.launcher.launch(spec)
+        launcher = self.platform.launcher
+        if self.platform.launch_in_executor:  # launchers that block (a container engine's API)
+            launched = await asyncio.get_running_loop().run_in_executor(None, launcher.launch,
+                                                                        spec)
+        else:  # process launchers fork here: the children's death signal is tied to this thread
+            launched = launcher.launch(spec)
         sandbox = Sandbox(spec, launched, revision=self.revision, provisioned=provisioned)
         self.sandboxes[sandbox.id] = sandbox
         self.starts += 1
