@@ -4,9 +4,12 @@
 Cases: a light detector (SSDlite-MobileNetV2) and a heavy one (SSD-ResNet-50) as functions, the
 image sent in the request body (architecture 5) or through object storage (S3 notification
 event; the function reads the image from S3 and writes its result back: moto's S3 server on
-loopback is a real S3 API); cold and warm billed time and memory per model; a model over the
+loopback is a real S3 API); the heavy model on a server that loads it from S3 or has it on disk
+(architectures 3 and 4), and an S3 upload that triggers a function calling that server
+(architectures 1 and 2); cold and warm billed time and memory per model; a model over the
 memory limit fails with a clear error, not a hang; the break-even calls per day between a
-server and the function, from the measured numbers.
+server and the function, from the measured numbers. Architecture 6 (an encoding function
+calling an inference function) is not expressed yet.
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from pytest_servebench.target import Payload
 
 STUDY = "001"
 MODELS = ["ssdlite_mobilenet_v2", "ssd_resnet50"]
+HEAVY_MODEL = "ssd_resnet50"
 BUCKET = "servebench-s001"
 
-pytestmark = pytest.mark.study_target("lambda")
+LAMBDA = pytest.mark.study_target("lambda")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,7 @@ def _s3_event(key: str) -> Payload:
     return Payload(json.dumps(event).encode(), "application/json")
 
 
+@LAMBDA
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("path", ["body", "s3"])
 def test_warm_inference_by_architecture(servebench: Any, servebench_backend: Any,
@@ -78,6 +83,7 @@ def test_warm_inference_by_architecture(servebench: Any, servebench_backend: Any
         assert answer["target"] == model and isinstance(answer["boxes"], list)
 
 
+@LAMBDA
 @pytest.mark.parametrize("model", MODELS)
 def test_cold_and_warm_billing(servebench: Any, servebench_backend: Any, detector: Any,
                                findings: Any, slo: dict[str, Any], photo: bytes,
@@ -107,6 +113,7 @@ def test_finding_the_heavy_model_costs_more_time_and_memory(findings: Any) -> No
     assert got[("memory", "ssd_resnet50")] > got[("memory", "ssdlite_mobilenet_v2")]
 
 
+@LAMBDA
 def test_a_model_over_the_memory_limit_fails_clearly(servebench: Any, servebench_backend: Any,
                                                       slo: dict[str, Any], photo: bytes) -> None:
     if not servebench_backend.shaper.can_shape:
@@ -134,3 +141,53 @@ def test_finding_breakeven_calls_per_day(findings: Any, servebench_backend: Any)
     # Above it the server is cheaper: its daily cost is fixed, the function's grows per call.
     assert per_day * heavy.cost.usd_per_request == pytest.approx(server * 24)
     assert per_day > 0
+
+
+@pytest.mark.study_target("ec2")
+@pytest.mark.parametrize("model_from", ["package", "s3"], ids=["model-on-server",
+                                                                "model-from-s3"])
+def test_server_architectures(servebench: Any, servebench_backend: Any, findings: Any,
+                              slo: dict[str, Any], photo: bytes, model_from: str) -> None:
+    """Architectures 3 and 4: the image in the request body to a server that loads the heavy
+    model from S3 as it starts, or has it on its disk."""
+    server = servebench_backend.server(HEAVY_MODEL, platform="ec2", instance_type="t2.small",
+                                       model_from=model_from)
+    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+                            payload=photo, target=server)
+    result.check(f"success_ratio >= {slo['success_ratio_min']}",
+                 f"{slo['tail']} < {slo['warm_tail_max']}")
+    findings.results[STUDY][("server", model_from)] = result
+    findings.values[STUDY][("server_ready_s", model_from)] = server.describe()["ready_s"]
+    if model_from == "package":
+        findings.values[STUDY]["server_url"] = server.url
+
+
+def test_finding_a_model_from_s3_delays_the_server_start(findings: Any) -> None:
+    got = findings.values.get(STUDY, {})
+    if ("server_ready_s", "s3") not in got or ("server_ready_s", "package") not in got:
+        pytest.skip("needs both server architectures measured in this run")
+    assert got[("server_ready_s", "s3")] > got[("server_ready_s", "package")], got
+
+
+@LAMBDA
+def test_s3_upload_triggers_a_function_that_calls_the_server(
+        servebench: Any, servebench_backend: Any, findings: Any, slo: dict[str, Any],
+        photo: bytes) -> None:
+    """Architectures 1 and 2: an upload to S3 triggers a function that sends the image to the
+    server and writes the server's answer back to S3."""
+    url = findings.values.get(STUDY, {}).get("server_url")
+    if url is None:
+        pytest.skip("needs the model-on-server architecture's server (run the whole file)")
+    store = servebench_backend.object_store
+    fn = servebench_backend.function("text_rf", memory_mb=512, name="s001-s3-to-server",
+                                     handler="targets.router.handler", timeout_s=60,
+                                     environment={**store.environment(),
+                                                  "SERVEBENCH_OFFLOAD_URL": url})
+    key = "inputs/to-server.jpg"
+    store.put(photo, BUCKET, key)
+    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+                            payload=_s3_event(key), target=fn)
+    result.check(f"success_ratio >= {slo['success_ratio_min']}")
+    answer = json.loads(store.get(BUCKET, f"results/{key}.json"))
+    assert answer["target"] == HEAVY_MODEL and isinstance(answer["boxes"], list)
+    findings.results[STUDY][("s3-function-server", HEAVY_MODEL)] = result

@@ -77,7 +77,7 @@ WARMUP_EVENT = {"servebench": "warmup"}
 _s3: Any = None
 
 
-def _s3_objects(event: Any) -> list[tuple[str, str]] | None:
+def s3_objects(event: Any) -> list[tuple[str, str]] | None:
     """(bucket, key) of each object in an S3 notification event, or None for other events."""
     if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
         return None
@@ -91,24 +91,31 @@ def _s3_objects(event: Any) -> list[tuple[str, str]] | None:
     return out
 
 
-def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
-    """Study 001's object-storage path: read each input from S3, write each answer back as
-    ``results/<key>.json`` in the same bucket (or ``$SERVEBENCH_RESULT_BUCKET``)."""
+def s3_client() -> Any:
+    """One boto3 S3 client per sandbox, made on first use (boto3's own endpoint settings,
+    e.g. ``AWS_ENDPOINT_URL_S3`` for a local S3)."""
     global _s3
-    from urllib.parse import unquote_plus
-
-    from .core import Request
-
     if _s3 is None:
         import boto3
 
         _s3 = boto3.client("s3")
+    return _s3
+
+
+def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
+    """Study 001's object-storage path: read each input from S3, write each answer back as
+    ``results/<key>.json`` in the same bucket (or ``$SERVEBENCH_RESULT_BUCKET``)."""
+    from urllib.parse import unquote_plus
+
+    from .core import Request
+
+    s3 = s3_client()
     written = []
     for bucket, raw_key in objects:
         key = unquote_plus(raw_key)  # S3 events URL-encode keys
         try:
-            body = _s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except _s3.exceptions.NoSuchKey:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
             raise BadInput(f"404: no object s3://{bucket}/{key}") from None
         try:
             answer = core.predict(Request(image=body) if core.kind != "text"
@@ -117,7 +124,7 @@ def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
             raise BadInput(f"{exc.status}: s3://{bucket}/{key}: {exc.message}") from None
         out_bucket = os.environ.get("SERVEBENCH_RESULT_BUCKET") or bucket
         out_key = f"results/{key}.json"
-        _s3.put_object(Bucket=out_bucket, Key=out_key, Body=json.dumps(answer).encode(),
+        s3.put_object(Bucket=out_bucket, Key=out_key, Body=json.dumps(answer).encode(),
                        ContentType="application/json")
         written.append(f"s3://{out_bucket}/{out_key}")
     return {"results": written}
@@ -134,7 +141,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         if _init is not None:
             answer["init_timings_s"], _init = _init, None
         return answer
-    objects = _s3_objects(event)
+    objects = s3_objects(event)
     if objects is not None:
         answer = _from_s3(core, objects)
         answer["timings_ms"] = {"handler": round((time.perf_counter() - started) * 1000, 3)}

@@ -4,7 +4,9 @@ the heavy one to a server (``targets.router.handler``).
 Set ``SERVEBENCH_TARGET`` to the light target served in the function (e.g. ``text_rf``) and
 ``SERVEBENCH_OFFLOAD_URL`` to the heavy target's server (``http://127.0.0.1:PORT/predict``).
 Text goes to the light model; images go to the server, and the server's answer comes back with
-``"routed": "server"``. The function waits for the server, and Lambda bills that wait.
+``"routed": "server"``. The function waits for the server, and Lambda bills that wait. An S3
+notification event sends each new object to the server and writes the answer back to S3
+(study 001's architectures 1 and 2).
 """
 
 from __future__ import annotations
@@ -23,9 +25,53 @@ from .core.inputs import Limits
 _LIMITS = Limits.from_env()
 
 
+def _post(url: str, data: bytes) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data, method="POST",
+                                 headers={"content-type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _offload_url() -> str:
+    url = os.environ.get("SERVEBENCH_OFFLOAD_URL")
+    if not url:
+        raise RuntimeError("set SERVEBENCH_OFFLOAD_URL to the server the heavy model runs on")
+    return url
+
+
+def _s3_to_server(objects: list[tuple[str, str]]) -> dict[str, Any]:
+    """Study 001's architectures 1 and 2: an upload to S3 triggers this function, which sends
+    the image to the server and writes the server's answer back to S3."""
+    from urllib.parse import unquote_plus
+
+    s3 = local.s3_client()
+    written = []
+    for bucket, raw_key in objects:
+        key = unquote_plus(raw_key)
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            raise local.BadInput(f"404: no object s3://{bucket}/{key}") from None
+        status, answer = _post(_offload_url(), body)
+        if status >= 400:
+            raise local.BadInput(f"{status}: s3://{bucket}/{key}: {answer[:200]!r}")
+        out_bucket = os.environ.get("SERVEBENCH_RESULT_BUCKET") or bucket
+        out_key = f"results/{key}.json"
+        s3.put_object(Bucket=out_bucket, Key=out_key, Body=answer,
+                      ContentType="application/json")
+        written.append(f"s3://{out_bucket}/{out_key}")
+    return {"results": written, "routed": "server"}
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     if event == local.WARMUP_EVENT:
         return local.handler(event, context)
+    objects = local.s3_objects(event)
+    if objects is not None:
+        return _s3_to_server(objects)
     try:
         request, proxy = from_event(event, _LIMITS)
     except _CoreBadInput:
@@ -35,16 +81,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         if isinstance(answer, dict) and "statusCode" not in answer:
             answer["routed"] = "function"
         return answer
-    url = os.environ.get("SERVEBENCH_OFFLOAD_URL")
-    if not url:
-        raise RuntimeError("set SERVEBENCH_OFFLOAD_URL to the server the heavy model runs on")
-    req = urllib.request.Request(url, data=request.image, method="POST",
-                                 headers={"content-type": "application/octet-stream"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, body = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+    status, body = _post(_offload_url(), request.image)
     doc = json.loads(body) if body else {}
     if isinstance(doc, dict):
         doc["routed"] = "server"

@@ -79,3 +79,23 @@ def test_the_router_runs_text_itself_and_forwards_images(
     assert image["routed"] == "server" and image["target"] == "mobilenet_v2"
     with pytest.raises(lambda_handler.BadInput, match=r"^415"):
         router.handler({"image_b64": base64.b64encode(b"not a jpeg").decode()}, None)
+
+
+def test_the_router_sends_an_s3_upload_to_the_server_and_stores_the_answer(
+        store: Any, core_factory: Any, app_factory: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from targets import router
+    from targets.payloads import jpeg
+
+    for k, v in store.environment().items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(lambda_handler, "_s3", None)
+    monkeypatch.setenv("SERVEBENCH_OFFLOAD_URL", app_factory("mobilenet_v2").url + "/predict")
+    lambda_handler._core = core_factory("text_rf")
+    store.put(jpeg(64, 64), "inputs", "up.jpg")
+    answer = router.handler(_event("inputs", "up.jpg"), None)
+    assert answer == {"results": ["s3://inputs/results/up.jpg.json"], "routed": "server"}
+    assert json.loads(store.get("inputs", "results/up.jpg.json"))["target"] == "mobilenet_v2"
+    store.put(b"not an image", "inputs", "bad.jpg")
+    with pytest.raises(lambda_handler.BadInput, match=r"^415: s3://inputs/bad\.jpg"):
+        router.handler(_event("inputs", "bad.jpg"), None)

@@ -124,11 +124,15 @@ class LocalBackend:
     def server(self, target: str = "mobilenet_v2", *, platform: str = "ec2",
                instance_type: str | None = "c5.large", vcpu: float | None = None,
                memory_gb: float | None = None, workers: int = 1, threads: int | None = None,
-               slots: int | None = None, prices: Any = None) -> ServerTarget:
+               slots: int | None = None, prices: Any = None,
+               model_from: str = "package") -> ServerTarget:
         """Start ``target``'s HTTP app shaped like ``instance_type`` (EC2, SageMaker ``ml.*``)
-        or like a Fargate task of ``vcpu`` and ``memory_gb``."""
+        or like a Fargate task of ``vcpu`` and ``memory_gb``. ``model_from="s3"``: the server
+        downloads its model from the local object store as it starts (study 001)."""
         if platform not in SERVER_PLATFORMS:
             raise ValueError(f"server platform is one of {SERVER_PLATFORMS}, not {platform!r}")
+        if model_from not in ("package", "s3"):
+            raise ValueError(f"model_from is 'package' or 's3', not {model_from!r}")
         profile: dict[str, Any] = {"backend": self.name, "platform": platform,
                                    "target": target}
         if platform == "fargate":
@@ -152,12 +156,13 @@ class LocalBackend:
         shape = Shape(vcpu=float(vcpu), memory_mb=int(float(memory_gb) * 1024))
         proc = ServerProcess(target, owner=self.owner, shape=shape, shaper=self.shaper,
                              workers=workers, threads=threads, slots=slots,
-                             environment=model_environment(target),
+                             environment=(self._model_from_store(target) if model_from == "s3"
+                                          else model_environment(target)),
                              label=f"{platform}-{target}")
         self._servers.append(proc)
         profile.update(self.shaper.describe(shape))
         profile.update(workers=workers, threads=proc.threads, slots=slots or 1,
-                       ready_s=round(proc.ready_s, 3))
+                       ready_s=round(proc.ready_s, 3), model_from=model_from)
         size = (f"{vcpu:g}vCPU-{memory_gb:g}GB" if platform == "fargate"
                 else str(instance_type))
         return ServerTarget(proc.url, name=f"{platform}:{size}:{target}", profile=profile)
