@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 _INIT_STARTED = time.perf_counter()
@@ -102,12 +103,12 @@ def s3_client() -> Any:
     return _s3
 
 
-def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
-    """Study 001's object-storage path: read each input from S3, write each answer back as
-    ``results/<key>.json`` in the same bucket (or ``$SERVEBENCH_RESULT_BUCKET``)."""
+def answer_s3_objects(objects: list[tuple[str, str]],
+                      answer: Callable[[bytes, str], bytes]) -> list[str]:
+    """Study 001's object-storage path: read each object, ``answer(body, "s3://bucket/key")``
+    it, write the answer back as ``results/<key>.json`` in the same bucket (or
+    ``$SERVEBENCH_RESULT_BUCKET``); the written URLs."""
     from urllib.parse import unquote_plus
-
-    from .core import Request
 
     s3 = s3_client()
     written = []
@@ -117,17 +118,26 @@ def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey:
             raise BadInput(f"404: no object s3://{bucket}/{key}") from None
+        out_bucket = os.environ.get("SERVEBENCH_RESULT_BUCKET") or bucket
+        out_key = f"results/{key}.json"
+        s3.put_object(Bucket=out_bucket, Key=out_key, Body=answer(body, f"s3://{bucket}/{key}"),
+                      ContentType="application/json")
+        written.append(f"s3://{out_bucket}/{out_key}")
+    return written
+
+
+def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
+    from .core import Request
+
+    def predict(body: bytes, url: str) -> bytes:
         try:
             answer = core.predict(Request(image=body) if core.kind != "text"
                                   else Request(text=body.decode("utf-8", "replace")))
         except _CoreBadInput as exc:
-            raise BadInput(f"{exc.status}: s3://{bucket}/{key}: {exc.message}") from None
-        out_bucket = os.environ.get("SERVEBENCH_RESULT_BUCKET") or bucket
-        out_key = f"results/{key}.json"
-        s3.put_object(Bucket=out_bucket, Key=out_key, Body=json.dumps(answer).encode(),
-                       ContentType="application/json")
-        written.append(f"s3://{out_bucket}/{out_key}")
-    return {"results": written}
+            raise BadInput(f"{exc.status}: {url}: {exc.message}") from None
+        return json.dumps(answer).encode()
+
+    return {"results": answer_s3_objects(objects, predict)}
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

@@ -45,25 +45,14 @@ def _offload_url() -> str:
 def _s3_to_server(objects: list[tuple[str, str]]) -> dict[str, Any]:
     """Study 001's architectures 1 and 2: an upload to S3 triggers this function, which sends
     the image to the server and writes the server's answer back to S3."""
-    from urllib.parse import unquote_plus
 
-    s3 = local.s3_client()
-    written = []
-    for bucket, raw_key in objects:
-        key = unquote_plus(raw_key)
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            raise local.BadInput(f"404: no object s3://{bucket}/{key}") from None
+    def forward(body: bytes, url: str) -> bytes:
         status, answer = _post(_offload_url(), body)
         if status >= 400:
-            raise local.BadInput(f"{status}: s3://{bucket}/{key}: {answer[:200]!r}")
-        out_bucket = os.environ.get("SERVEBENCH_RESULT_BUCKET") or bucket
-        out_key = f"results/{key}.json"
-        s3.put_object(Bucket=out_bucket, Key=out_key, Body=answer,
-                      ContentType="application/json")
-        written.append(f"s3://{out_bucket}/{out_key}")
-    return {"results": written, "routed": "server"}
+            raise local.BadInput(f"{status}: {url}: {answer[:200]!r}")
+        return answer
+
+    return {"results": local.answer_s3_objects(objects, forward), "routed": "server"}
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
