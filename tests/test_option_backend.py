@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_servebench.backends.local.processes import RUN_ID
+from pytest_servebench.backends.local.processes import RUN_ID, servebench_processes
 
 pytest.importorskip("onnxruntime", reason="the targets need the [targets] extra")
 pytest.importorskip("awslambdaric", reason="the local Lambda platform needs [functions]")
@@ -30,20 +30,8 @@ def test_run(servebench, servebench_target):
 
 def _foreign_leftovers() -> list[int]:
     """Live processes tagged by a servebench run other than this process's own."""
-    mine = f"SERVEBENCH_RUN_ID={RUN_ID}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(e.startswith(b"SERVEBENCH_RUN_ID=") for e in env) \
-                and mine not in env:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, env in servebench_processes().items()
+            if env["SERVEBENCH_RUN_ID"] != RUN_ID]
 
 
 def _settle(timeout_s: float = 10) -> list[int]:

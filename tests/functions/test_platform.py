@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_servebench.backends.local.processes import tagged_processes
+from pytest_servebench.backends.local.processes import servebench_processes
 from pytest_servebench.functions.report import find_report
 
 from .conftest import config
@@ -69,16 +69,9 @@ def test_sixteen_concurrent_calls_on_a_cold_function_start_sixteen_sandboxes(
 
 def _processes_of(platform: Any, function: str) -> list[int]:
     """Live emulator and runtime processes of one function."""
-    out = []
-    for pid in tagged_processes(platform.owner):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-        except OSError:
-            continue
-        if f"AWS_LAMBDA_FUNCTION_NAME={function}".encode() in environ:
-            out.append(pid)
-    return out
+    return [pid for pid, env in servebench_processes().items()
+            if env.get("SERVEBENCH_OWNER") == platform.owner
+            and env.get("AWS_LAMBDA_FUNCTION_NAME") == function]
 
 
 def test_reserved_concurrency_caps_sandboxes_and_throttles_the_rest(

@@ -72,7 +72,13 @@ class LocalBackend:
             self._store = ObjectStore(owner=self.owner)
         return self._store
 
-    def _model_from_store(self, target: str) -> dict[str, str]:
+    def _model_environment(self, target: str, model_from: str) -> dict[str, str]:
+        """Where a sandbox or server finds its model: in its package (a local path) or in the
+        object store (downloaded at start)."""
+        if model_from == "package":
+            return model_environment(target)
+        if model_from != "s3":
+            raise ValueError(f"model_from is 'package' or 's3', not {model_from!r}")
         import json
 
         art = _artifact(target)
@@ -94,12 +100,9 @@ class LocalBackend:
         another entry point, e.g. ``targets.router.handler`` (study 002's hybrid front)."""
         from ...functions.platform import DEFAULT_HANDLER, FunctionConfig
 
-        if model_from not in ("package", "s3"):
-            raise ValueError(f"model_from is 'package' or 's3', not {model_from!r}")
+        model_env = self._model_environment(target, model_from)
         fname = name or (f"{target}-{memory_mb}mb" + ("-s3" if model_from == "s3" else "")
                          + ("-parallel" if parallel_init else ""))
-        model_env = (self._model_from_store(target) if model_from == "s3"
-                     else model_environment(target))
         config = FunctionConfig(
             name=fname, target=target, memory_mb=memory_mb, timeout_s=timeout_s,
             reserved_concurrency=reserved_concurrency,
@@ -131,8 +134,6 @@ class LocalBackend:
         downloads its model from the local object store as it starts (study 001)."""
         if platform not in SERVER_PLATFORMS:
             raise ValueError(f"server platform is one of {SERVER_PLATFORMS}, not {platform!r}")
-        if model_from not in ("package", "s3"):
-            raise ValueError(f"model_from is 'package' or 's3', not {model_from!r}")
         profile: dict[str, Any] = {"backend": self.name, "platform": platform,
                                    "target": target}
         if platform == "fargate":
@@ -156,8 +157,7 @@ class LocalBackend:
         shape = Shape(vcpu=float(vcpu), memory_mb=int(float(memory_gb) * 1024))
         proc = ServerProcess(target, owner=self.owner, shape=shape, shaper=self.shaper,
                              workers=workers, threads=threads, slots=slots,
-                             environment=(self._model_from_store(target) if model_from == "s3"
-                                          else model_environment(target)),
+                             environment=self._model_environment(target, model_from),
                              label=f"{platform}-{target}")
         self._servers.append(proc)
         profile.update(self.shaper.describe(shape))
@@ -180,25 +180,15 @@ class LocalBackend:
     def close(self) -> None:
         """Stop every server and sandbox this backend started, then kill any process still
         carrying this run's tag (the net under the net)."""
+        stoppers = [p.stop for p in self._servers]
+        stoppers += [x.stop for x in (self._platform, self._store) if x is not None]
+        self._servers, self._platform, self._store = [], None, None
         errors: list[BaseException] = []
-        for proc in self._servers:
+        for stop in stoppers:
             try:
-                proc.stop()
+                stop()
             except Exception as exc:  # keep stopping the others
                 errors.append(exc)
-        self._servers.clear()
-        if self._platform is not None:
-            try:
-                self._platform.stop()
-            except Exception as exc:
-                errors.append(exc)
-            self._platform = None
-        if self._store is not None:
-            try:
-                self._store.stop()
-            except Exception as exc:
-                errors.append(exc)
-            self._store = None
         for pid in tagged_processes(self.owner):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

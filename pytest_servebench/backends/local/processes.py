@@ -154,19 +154,29 @@ def port_open(host: str, port: int) -> bool:
         return True
 
 
-def tagged_processes(owner: str | None = None) -> list[int]:
-    """Pids of live processes started by a backend (``owner``), or by any backend of this
-    process's runs (None)."""
-    want = (f"SERVEBENCH_OWNER={owner}" if owner else f"SERVEBENCH_RUN_ID={RUN_ID}").encode()
-    found = []
+def servebench_processes() -> dict[int, dict[str, str]]:
+    """Live processes started by any servebench run (they carry ``SERVEBENCH_RUN_ID``), with
+    their environments: what sweepers and leak checks look at."""
+    found: dict[int, dict[str, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            raw = (entry / "environ").read_bytes()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if state != "Z" and want in environ.split(b"\0"):
-            found.append(int(entry.name))
+        if state == "Z" or b"SERVEBENCH_RUN_ID=" not in raw:
+            continue
+        env = dict(item.decode("utf-8", "replace").partition("=")[::2]
+                   for item in raw.split(b"\0") if b"=" in item)
+        if "SERVEBENCH_RUN_ID" in env:
+            found[int(entry.name)] = env
     return found
+
+
+def tagged_processes(owner: str | None = None) -> list[int]:
+    """Pids of live processes started by a backend (``owner``), or by any backend of this
+    process's runs (None)."""
+    key, value = ("SERVEBENCH_OWNER", owner) if owner else ("SERVEBENCH_RUN_ID", RUN_ID)
+    return [pid for pid, env in servebench_processes().items() if env.get(key) == value]
