@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from pytest_servebench import MMPP, ClosedLoop, parse_duration_s
+from pytest_servebench.workloads import STUDY_004_WORKLOADS
 
 STUDY = "004"
-PEAKS = [40, 120, 200]
+PEAKS = sorted(STUDY_004_WORKLOADS)
 
 
 def _workload(slo: dict[str, Any], peak: int) -> MMPP:
-    length = {40: 870.0, 120: 250.0, 200: 190.0}[peak]
+    length = STUDY_004_WORKLOADS[peak][1]
     return MMPP.study_004(peak=peak, time_scale=parse_duration_s(slo["mmpp_duration"]) / length,
                           rate_scale=slo["mmpp_scale"], seed=peak)
 
