@@ -221,6 +221,28 @@ def _lambda(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base_image(args: argparse.Namespace) -> int:
+    from .backends.docker.images import build_base_image
+
+    image_id = build_base_image(args.tag, suite=args.suite, mirror=args.mirror)
+    print(f"{args.tag} {image_id}")
+    return 0
+
+
+def _image(args: argparse.Namespace) -> int:
+    import json
+
+    from .backends.docker.engine import docker_client
+    from .backends.docker.images import ensure_image
+
+    client = docker_client()
+    for name in args.targets:
+        img = ensure_image(name, base=args.base_image, client=client)
+        print(json.dumps({"target": name, "tag": img.tag, "base": img.base, "built": img.built,
+                          "build_s": round(img.build_s, 1)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servebench", description="pytest-servebench tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -312,6 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--out", default=None, help="write the package folder (one target)")
     package.add_argument("--json", action="store_true")
     package.set_defaults(func=_package)
+
+    base = sub.add_parser("base-image", help="build the offline base image from Debian packages "
+                                             "(debootstrap + docker import; needs root)")
+    base.add_argument("--tag", default="servebench/base:bookworm")
+    base.add_argument("--suite", default="bookworm", help="Debian suite (its python3 must be "
+                                                          "this Python's minor version)")
+    base.add_argument("--mirror", default="http://deb.debian.org/debian")
+    base.set_defaults(func=_base_image)
+
+    image = sub.add_parser("image", help="build (or find in the cache) the targets' container "
+                                         "images")
+    image.add_argument("targets", nargs="+", help="target names, e.g. mobilenet_v2")
+    image.add_argument("--base-image", default=None,
+                       help="BASE_IMAGE (default: python:3.11-slim if present, else the offline "
+                            "servebench/base:bookworm)")
+    image.set_defaults(func=_image)
     return parser
 
 

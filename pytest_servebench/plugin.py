@@ -36,7 +36,7 @@ PRICES_KEY = pytest.StashKey["PriceBook"]()
 BENCH_KEY = pytest.StashKey["Servebench"]()
 BACKEND_KEY = pytest.StashKey[Any]()
 BUILTIN_TARGETS = ("http", "lambda", "ec2", "fargate", "sagemaker")
-BACKENDS = ("local",)
+BACKENDS = ("local", "docker")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -84,8 +84,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default="warn",
                     help="what a compared test without a baseline does (default: warn)")
     group.addoption("--servebench-backend", choices=BACKENDS, default="local",
-                    help="where lambda/ec2/fargate/sagemaker targets run (default: local "
-                         "processes, no Docker, no cloud)")
+                    help="where lambda/ec2/fargate/sagemaker targets run: local processes "
+                         "(default; no Docker, no cloud) or docker containers shaped like the "
+                         "cloud")
+    group.addoption("--servebench-base-image", default=None, metavar="IMAGE",
+                    help="BASE_IMAGE of the docker backend's images (default: python:3.11-slim "
+                         "if present, else the offline base from `servebench base-image`)")
     group.addoption("--servebench-model", default="mobilenet_v2", metavar="TARGET",
                     help="what --target=lambda|ec2|fargate|sagemaker serves (default "
                          "mobilenet_v2; see `servebench build --help`)")
@@ -129,10 +133,22 @@ def _backend(config: pytest.Config) -> Any:
     """The session's backend, started on first use and closed when pytest exits (Ctrl-C
     included: ``pytest_unconfigure`` runs then too)."""
     if BACKEND_KEY not in config.stash:
-        from .backends.local import LocalBackend
-
-        config.stash[BACKEND_KEY] = LocalBackend()
+        config.stash[BACKEND_KEY] = _new_backend(config)
     return config.stash[BACKEND_KEY]
+
+
+def _new_backend(config: pytest.Config) -> Any:
+    if config.getoption("servebench_backend") == "docker":
+        from .backends.docker import DockerBackend
+        from .backends.docker.engine import EngineError
+
+        try:
+            return DockerBackend(base_image=config.getoption("servebench_base_image"))
+        except EngineError as exc:
+            raise pytest.UsageError(f"--servebench-backend=docker: {exc}") from exc
+    from .backends.local import LocalBackend
+
+    return LocalBackend()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -20,6 +20,11 @@ HERE = Path(__file__).resolve().parent
 # Code the function needs: the core, the handler, the registry and its data. Model definitions
 # (torch) travel only with the torch runtime.
 _CODE = ("__init__.py", "registry.py", "handler.py", "build.py", "payloads.py", "core")
+# A container image holds one package for both doors: the function runtime's entry point, the
+# HTTP app, the router, and what runs them (the runtime client, uvicorn; boto3 as Lambda's own
+# Python runtime has it).
+IMAGE_CODE = ("bootstrap.py", "app.py", "router.py")
+IMAGE_REQUIREMENTS = ("awslambdaric", "uvicorn", "starlette", "httptools", "boto3")
 EXCLUDED: dict[str, str] = {}
 
 
@@ -81,9 +86,9 @@ def _dist_files(dist: metadata.Distribution) -> list[Path]:
     return out
 
 
-def _code_files(runtime: str) -> list[Path]:
+def _code_files(runtime: str, extra: tuple[str, ...] = ()) -> list[Path]:
     files = []
-    names = (*_CODE, "models") if runtime == "torch" else _CODE
+    names = (*_CODE, *extra, "models") if runtime == "torch" else (*_CODE, *extra)
     for name in names:
         p = HERE / name
         files += [q for q in sorted(p.rglob("*.py"))] if p.is_dir() else [p]
@@ -104,24 +109,58 @@ def report(target: str) -> PackageReport:
     return PackageReport(target, code, art.size_bytes, dists)
 
 
-def build(target: str, out: Path) -> PackageReport:
-    """Write the package as a folder: ``targets/`` (code), ``model/`` and the distributions at
-    the top level, as a Lambda zip is laid out. Returns its report."""
+@dataclass(frozen=True)
+class Contents:
+    """What a package holds, before anything is copied: enough to name its version."""
+
+    code: list[Path]
+    model: Path
+    distributions: list[metadata.Distribution]
+
+    def fingerprint(self) -> dict[str, object]:
+        """A stable description: code by content, the model and distributions by identity."""
+        import hashlib
+
+        code = hashlib.sha256()
+        for f in self.code:
+            code.update(str(f.relative_to(HERE)).encode() + b"\0" + f.read_bytes() + b"\0")
+        meta = self.model.with_suffix(".json")
+        return {"code_sha256": code.hexdigest(), "model": self.model.name,
+                "model_bytes": self.model.stat().st_size,
+                "model_meta": meta.read_text() if meta.exists() else "",
+                "distributions": sorted(f"{d.metadata['Name']}=={d.version}"
+                                        for d in self.distributions)}
+
+
+def contents(target: str, *, image: bool = False) -> Contents:
+    """The files of ``target``'s package; ``image=True`` adds what a container image runs."""
     from .build import ensure
     from .registry import get
 
     spec = get(target)
     art = ensure(spec.model, spec.runtime)
+    roots = spec.runtime_requirements + (IMAGE_REQUIREMENTS if image else ())
+    return Contents(_code_files(spec.runtime, IMAGE_CODE if image else ()), art.path,
+                    requirement_closure(roots))
+
+
+def build(target: str, out: Path, *, image: bool = False) -> PackageReport:
+    """Write the package as a folder: ``targets/`` (code), ``model/`` and the distributions at
+    the top level, as a Lambda zip is laid out. Returns its report (of the function package,
+    whatever ``image`` adds)."""
+    what = contents(target, image=image)
     if out.exists():
         shutil.rmtree(out)
     (out / "model").mkdir(parents=True)
-    for f in _code_files(spec.runtime):
+    for f in what.code:
         dest = out / "targets" / f.relative_to(HERE)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
-    shutil.copy2(art.path, out / "model" / art.path.name)
-    shutil.copy2(art.path.with_suffix(".json"), out / "model" / (art.path.stem + ".json"))
-    for dist in requirement_closure(spec.runtime_requirements):
+    shutil.copy2(what.model, out / "model" / what.model.name)
+    meta = what.model.with_suffix(".json")
+    if meta.exists():
+        shutil.copy2(meta, out / "model" / meta.name)
+    for dist in what.distributions:
         root = Path(str(dist.locate_file("")))
         for p in _dist_files(dist):
             dest = out / p.relative_to(root)

@@ -47,7 +47,7 @@ class LocalBackend:
         self.owner = new_owner()
         self._platform: Any = None
         self._store: Any = None
-        self._servers: list[ServerProcess] = []
+        self._servers: list[Any] = []
         self._functions: dict[tuple[Any, ...], FunctionTarget] = {}
 
     # -- functions -------------------------------------------------------------------------
@@ -56,12 +56,20 @@ class LocalBackend:
         """The local function platform (``functions.api.PlatformServer``), started on demand."""
         if self._platform is None:
             from ...functions.api import PlatformServer
-            from .functions import ProcessLauncher
 
-            shaper, owner = self.shaper, self.owner
-            self._platform = PlatformServer(
-                lambda: ProcessLauncher(owner=owner, shaper=shaper)).start()
+            factory, options = self._launcher()
+            self._platform = PlatformServer(factory, **options).start()
         return self._platform
+
+    def _launcher(self) -> tuple[Any, dict[str, Any]]:
+        """What starts sandboxes here, and the platform's options for it."""
+        from .functions import ProcessLauncher
+
+        shaper, owner = self.shaper, self.owner
+        return (lambda: ProcessLauncher(owner=owner, shaper=shaper)), {}
+
+    def _describe_shape(self, shape: Shape) -> dict[str, Any]:
+        return self.shaper.describe(shape)
 
     @property
     def object_store(self) -> Any:
@@ -116,7 +124,7 @@ class LocalBackend:
                    "arch": "x86_64", "parallel_init": parallel_init, "model_from": model_from,
                    "reserved_concurrency": reserved_concurrency,
                    "provisioned_concurrency": provisioned_concurrency,
-                   **self.shaper.describe(shape)}
+                   **self._describe_shape(shape)}
         return FunctionTarget(srv.endpoint_url, fname, name=f"lambda:{fname}", profile=profile)
 
     def force_cold(self, function: FunctionTarget) -> None:
@@ -155,17 +163,24 @@ class LocalBackend:
                 profile["arch_note"] = (f"{instance_type} is {inst.arch}; it runs as x86_64 "
                                         "here, shaped to its vCPU and memory only")
         shape = Shape(vcpu=float(vcpu), memory_mb=int(float(memory_gb) * 1024))
-        proc = ServerProcess(target, owner=self.owner, shape=shape, shaper=self.shaper,
-                             workers=workers, threads=threads, slots=slots,
-                             environment=self._model_environment(target, model_from),
-                             label=f"{platform}-{target}")
+        proc = self._start_server(target, shape=shape, workers=workers, threads=threads,
+                                  slots=slots,
+                                  environment=self._model_environment(target, model_from),
+                                  label=f"{platform}-{target}")
         self._servers.append(proc)
-        profile.update(self.shaper.describe(shape))
+        profile.update(self._describe_shape(shape))
         profile.update(workers=workers, threads=proc.threads, slots=slots or 1,
                        ready_s=round(proc.ready_s, 3), model_from=model_from)
         size = (f"{vcpu:g}vCPU-{memory_gb:g}GB" if platform == "fargate"
                 else str(instance_type))
         return ServerTarget(proc.url, name=f"{platform}:{size}:{target}", profile=profile)
+
+    def _start_server(self, target: str, *, shape: Shape, workers: int, threads: int | None,
+                      slots: int | None, environment: dict[str, str], label: str) -> Any:
+        """Start one server (``.url``, ``.threads``, ``.ready_s``, ``.stop()``)."""
+        return ServerProcess(target, owner=self.owner, shape=shape, shaper=self.shaper,
+                             workers=workers, threads=threads, slots=slots,
+                             environment=environment, label=label)
 
     def stop_server(self, target: ServerTarget) -> None:
         """Stop one server now (a task scaled in) rather than at the end of the session."""

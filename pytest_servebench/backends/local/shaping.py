@@ -22,7 +22,7 @@ LAMBDA_MEMORY_MB = (128, 10240)
 # A short CFS period spreads a fractional share over each request (a 0.5 vCPU function runs a
 # 12 ms inference in about 24 ms) instead of letting a request burst through a 100 ms budget at
 # full speed; 20 ms keeps the smallest share (128 MB, 0.07 vCPU) above the kernel's 1 ms quota.
-_CFS_PERIOD_US = 20_000
+CFS_PERIOD_US = 20_000
 _ROOT = Path(os.environ.get("SERVEBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
 
 
@@ -149,13 +149,13 @@ class Shaper:
             return None
         self._n += 1
         name = f"servebench-{os.getpid()}-{self._n}-{label}"
-        quota = max(1000, int(shape.vcpu * _CFS_PERIOD_US))
+        quota = max(1000, int(shape.vcpu * CFS_PERIOD_US))
         limit = shape.memory_mb * 2**20
         if self.version == 1:
             dirs = {k: d / name for k, d in (self._v1_dirs() or {}).items()}
             for d in dirs.values():
                 d.mkdir()
-            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
+            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
             (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
             (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limit))
             with contextlib.suppress(OSError):  # no swap accounting on some kernels
@@ -163,7 +163,7 @@ class Shaper:
             return Cgroup(dirs, 1)
         d = self.root / f"servebench-{os.getpid()}" / name
         d.mkdir()
-        (d / "cpu.max").write_text(f"{quota} {_CFS_PERIOD_US}")
+        (d / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
         (d / "memory.max").write_text(str(limit))
         with contextlib.suppress(OSError):
             (d / "memory.swap.max").write_text("0")

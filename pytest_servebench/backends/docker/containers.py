@@ -1,0 +1,260 @@
+"""Sandboxes and servers as containers (testcontainers' ``DockerContainer``), shaped like the
+cloud by Docker's own limits: a function's memory size is its memory limit and buys CPU at
+memory / 1,769 MB vCPU (a CFS quota, as the process backend sets); a server gets its instance
+type's or task size's vCPU and memory. Host networking: every port is on loopback, no traffic
+reaches a private-range bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ...functions.sandbox import SandboxSpec
+from ..local.processes import StartError, free_port, release_port
+from ..local.shaping import CFS_PERIOD_US, Shape
+from .engine import run_labels
+
+RIE_PATH = "/usr/local/bin/aws-lambda-rie"
+
+
+def docker_limits(shape: Shape) -> dict[str, Any]:
+    """Docker's ``run`` arguments for ``shape``: a CFS quota over the period the process
+    backend uses, and a memory limit without swap."""
+    memory = f"{shape.memory_mb}m"
+    return {"cpu_period": CFS_PERIOD_US, "cpu_quota": max(1000, int(shape.vcpu * CFS_PERIOD_US)),
+            "mem_limit": memory, "memswap_limit": memory}
+
+
+def describe_limits(shape: Shape) -> dict[str, Any]:
+    """What a container of ``shape`` gets, in the keys the process backend's profiles use."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    out: dict[str, Any] = {
+        "vcpu": round(shape.vcpu, 3), "memory_mb": shape.memory_mb,
+        "threads": shape.threads(cores), "shaped": True,
+        "shaping": f"docker: --cpu-quota {docker_limits(shape)['cpu_quota']} over "
+                   f"{CFS_PERIOD_US} us, --memory {shape.memory_mb}m, no swap"}
+    if shape.vcpu > cores:
+        out["cpu_capped_at_cores"] = cores
+    return out
+
+
+def _cgroup_peak_mb(container_id: str) -> float | None:
+    """The container's memory high-water mark, read from its cgroup (v1 ``cgroupfs`` or
+    ``systemd`` layouts; v2 kernels from 5.19 have ``memory.peak``)."""
+    for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.max_usage_in_bytes",
+                 f"/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/"
+                 "memory.max_usage_in_bytes",
+                 f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.peak",
+                 f"/sys/fs/cgroup/docker/{container_id}/memory.peak"):
+        with contextlib.suppress(OSError, ValueError):
+            return int(Path(path).read_text()) / 2**20
+    return None
+
+
+def start_container(image: str, command: list[str], *, environment: dict[str, str],
+                    shape: Shape, labels: dict[str, str], name: str) -> Any:
+    """Create and start a container with host networking; a failed start removes it."""
+    from testcontainers.core.container import DockerContainer
+
+    box = DockerContainer(image, env=environment, name=name).with_command(command)
+    box.with_kwargs(network_mode="host", labels=labels, init=True, **docker_limits(shape))
+    try:
+        box.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            box.stop()
+        raise
+    return box
+
+
+class ContainerSandbox:
+    """One function sandbox: a container running the emulator with ``targets.bootstrap``."""
+
+    def __init__(self, spec: SandboxSpec, box: Any, ports: tuple[int, int]) -> None:
+        self.spec, self.box = spec, box
+        self.container = box.get_wrapped_container()
+        self.port, self.ports = ports[0], ports
+        self._recent: list[str] = []
+        self._exited = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    @property
+    def invoke_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def attach_log(self, on_line: Callable[[str], None]) -> None:
+        """Follow the container's output in a thread; lines reach ``on_line`` in the loop."""
+        loop = asyncio.get_running_loop()
+        recent = self._recent
+
+        def keep(line: str) -> None:
+            recent.append(line)
+            if len(recent) > 200:
+                del recent[:100]
+            on_line(line)
+
+        def post(line: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed first
+                loop.call_soon_threadsafe(keep, line)
+
+        def follow() -> None:
+            buf = b""
+            try:
+                for chunk in self.container.logs(stream=True, follow=True, stdout=True,
+                                                 stderr=True):
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for raw in lines:
+                        post(raw.decode("utf-8", "replace").rstrip("\r"))
+            except Exception as exc:  # the engine dropped the stream: the sandbox is gone
+                post(f"(log stream ended: {exc})")
+            if buf:
+                post(buf.decode("utf-8", "replace"))
+            self._exited.set()
+
+        self._reader = threading.Thread(target=follow, name=f"logs-{self.spec.sandbox_id}",
+                                        daemon=True)
+        self._reader.start()
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._exited.is_set():
+                raise StartError(f"sandbox {self.spec.sandbox_id}: the container exited\n"
+                                 + "\n".join(self._recent[-40:]))
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise StartError(f"sandbox {self.spec.sandbox_id}: not ready after "
+                                 f"{timeout_s:g}s\n" + "\n".join(self._recent[-40:]))
+            await asyncio.sleep(0.002)
+
+    def alive(self) -> bool:
+        return not self._exited.is_set()
+
+    def peak_memory_mb(self) -> float | None:
+        return _cgroup_peak_mb(self.container.id)
+
+    def oom_killed(self) -> bool:
+        try:
+            self.container.reload()
+        except Exception:
+            return False
+        return bool(self.container.attrs.get("State", {}).get("OOMKilled"))
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):  # already gone
+            self.box.stop()
+        if self._reader is not None:
+            self._reader.join(10)
+        release_port(*self.ports)
+
+    def describe(self) -> dict[str, Any]:
+        return {"container": self.container.short_id, "port": self.port}
+
+
+class ContainerLauncher:
+    """Starts each sandbox as a container of the function's image."""
+
+    def __init__(self, *, images: Callable[[str], Any], run_id: str) -> None:
+        self.images = images  # target name -> images.TargetImage (built or cached)
+        self.run_id = run_id
+
+    def describe(self, memory_mb: int) -> dict[str, Any]:
+        return {"launcher": "docker", **describe_limits(Shape.for_lambda(memory_mb))}
+
+    def launch(self, spec: SandboxSpec) -> ContainerSandbox:
+        shape = Shape.for_lambda(spec.memory_mb)
+        image = self.images(spec.environment["SERVEBENCH_TARGET"])
+        port, api_port = free_port(), free_port()
+        env = {**spec.environment, "SERVEBENCH_THREADS": str(shape.threads()),
+               "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "TMPDIR": "/tmp"}
+        command = [RIE_PATH, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+                   "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "info",
+                   "python3", "-m", "targets.bootstrap", spec.handler]
+        labels = {**run_labels(self.run_id), "servebench.function": spec.function,
+                  "servebench.sandbox": spec.sandbox_id}
+        try:
+            box = start_container(image.tag, command, environment=env, shape=shape,
+                                  labels=labels, name=f"servebench-{spec.sandbox_id}")
+        except BaseException:
+            release_port(port, api_port)
+            raise
+        return ContainerSandbox(spec, box, (port, api_port))
+
+
+def _health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+class ServerContainer:
+    """The target's HTTP app (uvicorn) in a container shaped like a server; ready when
+    ``/health`` answers 200. ``stop()`` removes it."""
+
+    def __init__(self, image: Any, *, run_id: str, shape: Shape, workers: int = 1,
+                 threads: int | None = None, slots: int | None = None,
+                 environment: dict[str, str] | None = None, start_timeout_s: float = 120.0,
+                 label: str = "server") -> None:
+        self.port = free_port()
+        self.threads = threads or shape.threads()
+        env = {**(environment or {}), "SERVEBENCH_TARGET": image.target,
+               "SERVEBENCH_THREADS": str(self.threads)}
+        if slots:
+            env["SERVEBENCH_INFERENCE_SLOTS"] = str(slots)
+        command = ["python3", "-m", "uvicorn", "--factory", "targets.app:create_app",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+                   "--log-level", "warning", "--no-access-log"]
+        labels = {**run_labels(run_id), "servebench.server": label}
+        t0 = time.perf_counter()
+        try:
+            self.box = start_container(image.tag, command, environment=env, shape=shape,
+                                       labels=labels, name=f"servebench-{label}-{self.port}")
+        except BaseException:
+            release_port(self.port)
+            raise
+        try:
+            self._wait_healthy(t0 + start_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_s = time.perf_counter() - t0
+
+    def _wait_healthy(self, deadline: float) -> None:
+        health = f"http://127.0.0.1:{self.port}/health"
+        container = self.box.get_wrapped_container()
+        while not _health(health):
+            container.reload()
+            if container.status not in ("created", "running"):
+                raise StartError(f"server container exited ({container.status})\n"
+                                 + container.logs(tail=40).decode("utf-8", "replace"))
+            if time.perf_counter() > deadline:
+                raise StartError("server container not healthy in time\n"
+                                 + container.logs(tail=40).decode("utf-8", "replace"))
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/predict"
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.box.stop()
+        release_port(self.port)
