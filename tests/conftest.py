@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,21 @@ def loopback() -> Iterator[Callable[..., LoopbackServer]]:
     yield start
     for server in started:
         server.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Any:
+    """A Docker SDK client. Without an engine, container tests skip saying so; with
+    ``SERVEBENCH_REQUIRE_DOCKER=1`` (CI sets it: it installs and starts Docker) they fail
+    instead, so a broken engine cannot hide the feature."""
+    from pytest_servebench.backends.docker.engine import EngineError, docker_client
+
+    try:
+        return docker_client()
+    except EngineError as exc:
+        if os.environ.get("SERVEBENCH_REQUIRE_DOCKER"):
+            pytest.fail(f"SERVEBENCH_REQUIRE_DOCKER is set but {exc}")
+        pytest.skip(f"no Docker engine: {exc}")
 
 
 @pytest.fixture(params=[[], ["-n", "2"]], ids=["serial", "xdist"])

@@ -93,22 +93,20 @@ def ensure_image(target: str, *, base: str | None = None, rie: Path | None = Non
 
     client = client or docker_client()
     base_ref = resolve_base_image(client, base)
-    try:
-        base_id = client.images.get(base_ref).id
-    except Exception:
-        base_id = base_ref  # not here yet: Docker pulls it during the build
+    base_here = _has_image(client, base_ref)
+    base_id = client.images.get(base_ref).id if base_here else base_ref  # else Docker pulls it
     rie = rie or find_rie()
     key, model_file = image_key(target, base_id, rie)
     tag = f"{IMAGE_REPO}-{target.replace('_', '-')}:{key}"
     if _has_image(client, tag):
         return TargetImage(target, tag, base_ref, model_file, built=False, build_s=0.0)
     t0 = time.perf_counter()
-    _build(target, tag, base_ref, rie)
+    _build(target, tag, base_ref, rie, base_here=base_here)
     return TargetImage(target, tag, base_ref, model_file, built=True,
                        build_s=time.perf_counter() - t0)
 
 
-def _build(target: str, tag: str, base: str, rie: Path) -> None:
+def _build(target: str, tag: str, base: str, rie: Path, *, base_here: bool) -> None:
     from testcontainers.core.image import DockerImage
 
     from targets.package import build as build_package
@@ -126,9 +124,14 @@ def _build(target: str, tag: str, base: str, rie: Path) -> None:
         try:
             image.build()
         except Exception as exc:
-            hint = ""
-            if "pull" in str(exc).lower() or "not found" in str(exc).lower():
-                hint = (f"\nNo registry here? Build the offline base image with "
+            log = "".join(str(part.get("stream") or part.get("error") or "")
+                          for part in getattr(exc, "build_log", None) or ()
+                          if isinstance(part, dict))
+            log = "\n".join(log.strip().splitlines()[-15:])
+            hint = f"\n{log}" if log else ""
+            if not base_here:
+                hint += (f"\n{base} is not on this machine and could not be pulled. "
+                         f"No registry here? Build the offline base image with "
                         f"`servebench base-image` (tag {OFFLINE_BASE}) and run again.")
             raise ImageError(f"building the image of {target} on {base} failed: {exc}{hint}") \
                 from exc
