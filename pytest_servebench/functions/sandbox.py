@@ -73,6 +73,19 @@ class LaunchedSandbox(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+def keep_recent(recent: list[str], on_line: Callable[[str], None],
+                limit: int = 200) -> Callable[[str], None]:
+    """``on_line``, also keeping the last lines in ``recent`` (for a failed start's message)."""
+
+    def keep(line: str) -> None:
+        recent.append(line)
+        if len(recent) > limit:
+            del recent[:limit // 2]
+        on_line(line)
+
+    return keep
+
+
 class Launcher(Protocol):
     """Starts sandboxes; the local backend runs processes, the container backend containers."""
 

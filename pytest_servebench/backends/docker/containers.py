@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...functions.sandbox import SandboxSpec
+from ...functions.sandbox import SandboxSpec, keep_recent
 from ..local.processes import StartError, free_port, release_port
 from ..local.shaping import CFS_PERIOD_US, Shape
 from .engine import run_labels
@@ -95,13 +95,7 @@ class ContainerSandbox:
     def attach_log(self, on_line: Callable[[str], None]) -> None:
         """Follow the container's output in a thread; lines reach ``on_line`` in the loop."""
         loop = asyncio.get_running_loop()
-        recent = self._recent
-
-        def keep(line: str) -> None:
-            recent.append(line)
-            if len(recent) > 200:
-                del recent[:100]
-            on_line(line)
+        keep = keep_recent(self._recent, on_line)
 
         def post(line: str) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed first

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...functions.rie import find_rie
-from ...functions.sandbox import SandboxSpec
+from ...functions.sandbox import SandboxSpec, keep_recent
 from .processes import StartError, free_port, kill_group, release_port, spawn
 from .shaping import Cgroup, Shape, Shaper
 
@@ -59,14 +59,7 @@ class ProcessSandbox:
         return f"http://127.0.0.1:{self.port}"
 
     def attach_log(self, on_line: Callable[[str], None]) -> None:
-        recent = self._recent
-
-        def keep(line: str) -> None:
-            recent.append(line)
-            if len(recent) > 200:
-                del recent[:100]
-            on_line(line)
-
+        keep = keep_recent(self._recent, on_line)
         loop = asyncio.get_running_loop()
         self._reader = _LineReader(keep)
         assert self.proc.stdout is not None
