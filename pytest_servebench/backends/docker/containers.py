@@ -48,16 +48,31 @@ def describe_limits(shape: Shape) -> dict[str, Any]:
     return out
 
 
+def _cgroup_files(container_id: str, v1: str, v2: str) -> list[Path]:
+    """A container's cgroup file, in the v1 (``cgroupfs``, ``systemd``) and v2 layouts."""
+    return [Path(f"/sys/fs/cgroup/memory/docker/{container_id}/{v1}"),
+            Path(f"/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/{v1}"),
+            Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/{v2}"),
+            Path(f"/sys/fs/cgroup/docker/{container_id}/{v2}")]
+
+
 def _cgroup_peak_mb(container_id: str) -> float | None:
-    """The container's memory high-water mark, read from its cgroup (v1 ``cgroupfs`` or
-    ``systemd`` layouts; v2 kernels from 5.19 have ``memory.peak``)."""
-    for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.max_usage_in_bytes",
-                 f"/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/"
-                 "memory.max_usage_in_bytes",
-                 f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.peak",
-                 f"/sys/fs/cgroup/docker/{container_id}/memory.peak"):
+    """The container's memory high-water mark (v2 kernels from 5.19 have ``memory.peak``)."""
+    for path in _cgroup_files(container_id, "memory.max_usage_in_bytes", "memory.peak"):
         with contextlib.suppress(OSError, ValueError):
-            return int(Path(path).read_text()) / 2**20
+            return int(path.read_text()) / 2**20
+    return None
+
+
+def _cgroup_oom_kills(container_id: str) -> int | None:
+    """How many processes the kernel killed in the container for memory: the runtime dies,
+    the emulator (the container's main process) lives on, so Docker's ``OOMKilled`` stays
+    false; the cgroup's own counter tells."""
+    for path in _cgroup_files(container_id, "memory.oom_control", "memory.events"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in path.read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
     return None
 
 
@@ -144,7 +159,10 @@ class ContainerSandbox:
         return _cgroup_peak_mb(self.container.id)
 
     def oom_killed(self) -> bool:
-        try:
+        kills = _cgroup_oom_kills(self.container.id)
+        if kills is not None:
+            return kills > 0
+        try:  # no cgroup files to read (a remote engine): Docker's flag, set when it exits
             self.container.reload()
         except Exception:
             return False

@@ -132,3 +132,19 @@ def test_servers_get_their_instance_or_task_shape(docker_backend: Any, image: by
     docker_backend.stop_server(fargate)
     docker_backend.stop_server(srv)
     assert not [c for c in docker_backend.containers() if "servebench.server" in c.labels]
+
+
+def test_a_model_over_the_memory_size_is_an_out_of_memory_error(docker_backend: Any,
+                                                                image: bytes) -> None:
+    """The kernel kills the runtime inside the container (the emulator lives on, so Docker's
+    own OOMKilled stays false): the platform reads the container's cgroup and says
+    Runtime.OutOfMemory, in seconds, not a hang."""
+    fn = docker_backend.function("ssd_resnet50", memory_mb=128, name="too-small", timeout_s=60)
+    started = time.monotonic()
+    result = Servebench(target=fn).run(ClosedLoop(concurrency=1, requests=1), payload=image,
+                                       timeout=90)
+    assert set(result.errors) == {"function_error"}, result.errors
+    detail = result.records[0].reply.detail or ""
+    assert "Runtime.OutOfMemory" in detail and "128 MB" in detail, detail
+    assert time.monotonic() - started < 90
+    docker_backend.force_cold(fn)
