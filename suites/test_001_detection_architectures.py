@@ -8,8 +8,9 @@ loopback is a real S3 API); the heavy model on a server that loads it from S3 or
 (architectures 3 and 4), and an S3 upload that triggers a function calling that server
 (architectures 1 and 2); cold and warm billed time and memory per model; a model over the
 memory limit fails with a clear error, not a hang; the break-even calls per day between a
-server and the function, from the measured numbers. Architecture 6 (an encoding function
-calling an inference function) is not expressed yet.
+server and the function, from the measured numbers; architecture 6, all serverless: an S3 upload
+triggers an encoding function (``targets.pipeline``) that resizes the image and invokes the
+heavy model's function through the Invoke API, the answer written back to S3.
 """
 
 from __future__ import annotations
@@ -191,3 +192,47 @@ def test_s3_upload_triggers_a_function_that_calls_the_server(
     answer = json.loads(store.get(BUCKET, f"results/{key}.json"))
     assert answer["target"] == HEAVY_MODEL and isinstance(answer["boxes"], list)
     findings.results[STUDY][("s3-function-server", HEAVY_MODEL)] = result
+
+
+@LAMBDA
+def test_s3_upload_triggers_an_encoding_function_that_calls_an_inference_function(
+        servebench: Any, servebench_backend: Any, detector: Any, findings: Any,
+        slo: dict[str, Any], photo: bytes) -> None:
+    """Architecture 6: both functions bill; the encoder waits for the inference function. The
+    encoder sends the detector a 320 x 320 JPEG instead of the upload, so the inference
+    function receives less than the image in S3."""
+    inference = detector(HEAVY_MODEL)
+    store = servebench_backend.object_store
+    encoder = servebench_backend.function(
+        HEAVY_MODEL, memory_mb=512, name="s001-encoder", handler="targets.pipeline.handler",
+        timeout_s=60, environment={**store.environment(),
+                                   "SERVEBENCH_INFERENCE_FUNCTION": inference.function,
+                                   "SERVEBENCH_LAMBDA_ENDPOINT": inference.endpoint_url})
+    key = "inputs/to-encoder.jpg"
+    store.put(photo, BUCKET, key)
+    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+                            payload=_s3_event(key), target=encoder)
+    result.check(f"success_ratio >= {slo['success_ratio_min']}",
+                 f"{slo['tail']} < {slo['warm_tail_max']}")
+    answer = json.loads(store.get(BUCKET, f"results/{key}.json"))
+    assert answer["target"] == HEAVY_MODEL and isinstance(answer["boxes"], list)
+    findings.results[STUDY][("encoder-function", HEAVY_MODEL)] = result
+
+
+def test_finding_the_all_serverless_pipeline_bills_two_functions(findings: Any) -> None:
+    """Architecture 6 against 5 (the image in the body of one function): the pipeline is
+    slower, and its encoder is billed for the whole wait on the inference function, so a
+    request pays for the inference twice over in time (once in each function)."""
+    import statistics
+
+    body, pipeline = findings.need(STUDY, [(HEAVY_MODEL, "body"),
+                                           ("encoder-function", HEAVY_MODEL)],
+                                   "the heavy model's body path and the pipeline")
+    assert body.cost is not None and pipeline.cost is not None
+    assert pipeline.p50.value > body.p50.value
+    encoder_billed = statistics.median(r.reply.billed_duration_s or 0 for r in pipeline.records)
+    inference = statistics.median(r.reply.duration_s or 0 for r in body.records)
+    assert encoder_billed >= inference, (encoder_billed, inference)
+    print(f"per million: one function ${body.cost.usd_per_million:.2f}, pipeline "
+          f"${pipeline.cost.usd_per_million + body.cost.usd_per_million:.2f} "
+          f"(encoder ${pipeline.cost.usd_per_million:.2f} + inference)")

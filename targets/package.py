@@ -19,11 +19,12 @@ LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 HERE = Path(__file__).resolve().parent
 # Code the function needs: the core, the handler, the registry and its data. Model definitions
 # (torch) travel only with the torch runtime.
-_CODE = ("__init__.py", "registry.py", "handler.py", "build.py", "payloads.py", "core")
+_CODE = ("__init__.py", "registry.py", "handler.py", "s3events.py", "build.py", "payloads.py",
+         "core")
 # A container image holds one package for both doors: the function runtime's entry point, the
 # HTTP app, the router, and what runs them (the runtime client, uvicorn; boto3 as Lambda's own
 # Python runtime has it).
-IMAGE_CODE = ("bootstrap.py", "app.py", "router.py")
+IMAGE_CODE = ("bootstrap.py", "app.py", "router.py", "pipeline.py")
 IMAGE_REQUIREMENTS = ("awslambdaric", "uvicorn", "starlette", "httptools", "boto3")
 EXCLUDED: dict[str, str] = {}
 

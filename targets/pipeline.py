@@ -51,7 +51,8 @@ def invoke(function: str, event: dict[str, Any]) -> bytes:
                                  headers={"content-type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=120) as resp:
-            body, error = resp.read(), resp.headers.get("X-Amz-Function-Error")
+            body: bytes = resp.read()
+            error = resp.headers.get("X-Amz-Function-Error")
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"invoking {function}: HTTP {exc.code}: {exc.read()[:300]!r}") \
             from None

@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 from . import handler as local
+from . import s3events
 from .core import BadInput as _CoreBadInput
 from .core import from_event
 from .core.inputs import Limits
@@ -49,16 +50,16 @@ def _s3_to_server(objects: list[tuple[str, str]]) -> dict[str, Any]:
     def forward(body: bytes, url: str) -> bytes:
         status, answer = _post(_offload_url(), body)
         if status >= 400:
-            raise local.BadInput(f"{status}: {url}: {answer[:200]!r}")
+            raise s3events.BadInput(f"{status}: {url}: {answer[:200]!r}")
         return answer
 
-    return {"results": local.answer_s3_objects(objects, forward), "routed": "server"}
+    return {"results": s3events.answer_s3_objects(objects, forward), "routed": "server"}
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     if event == local.WARMUP_EVENT:
         return local.handler(event, context)
-    objects = local.s3_objects(event)
+    objects = s3events.s3_objects(event)
     if objects is not None:
         return _s3_to_server(objects)
     try:
@@ -78,5 +79,6 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return {"statusCode": status, "headers": {"content-type": "application/json"},
                 "body": json.dumps(doc), "isBase64Encoded": False}
     if status >= 400:
-        raise local.BadInput(f"{status}: {doc.get('error', doc) if isinstance(doc, dict) else doc}")
+        reason = doc.get("error", doc) if isinstance(doc, dict) else doc
+        raise s3events.BadInput(f"{status}: {reason}")
     return doc if isinstance(doc, dict) else {"answer": doc}

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from targets import handler as lambda_handler
+from targets import s3events
 
 boto3 = pytest.importorskip("boto3")
 
@@ -40,7 +41,7 @@ def test_an_s3_event_reads_the_input_and_writes_the_answer_back(
 
     for k, v in store.environment().items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(lambda_handler, "_s3", None)
+    monkeypatch.setattr(s3events, "_s3", None)
     store.put(jpeg(64, 64), "inputs", "photos/a b.jpg")
     answer = _call(core_factory, "mobilenet_v2", _event("inputs", "photos/a+b.jpg"))
     assert answer["results"] == ["s3://inputs/results/photos/a b.jpg.json"]
@@ -52,7 +53,7 @@ def test_bad_s3_events_are_4xx_errors(store: Any, core_factory: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in store.environment().items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(lambda_handler, "_s3", None)
+    monkeypatch.setattr(s3events, "_s3", None)
     with pytest.raises(lambda_handler.BadInput, match=r"^400: an S3 event record"):
         _call(core_factory, "mobilenet_v2", {"Records": [{"s3": {}}]})
     with pytest.raises(lambda_handler.BadInput, match=r"^404: no object"):
@@ -89,7 +90,7 @@ def test_the_router_sends_an_s3_upload_to_the_server_and_stores_the_answer(
 
     for k, v in store.environment().items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr(lambda_handler, "_s3", None)
+    monkeypatch.setattr(s3events, "_s3", None)
     monkeypatch.setenv("SERVEBENCH_OFFLOAD_URL", app_factory("mobilenet_v2").url + "/predict")
     lambda_handler._core = core_factory("text_rf")
     store.put(jpeg(64, 64), "inputs", "up.jpg")

@@ -133,3 +133,41 @@ def test_unknown_platforms_and_missing_sizes_are_refused(backend: Any) -> None:
         backend.function(memory_mb=64)
     with pytest.raises(ValueError, match="model_from"):
         backend.function(model_from="ftp")
+
+
+def test_an_encoding_function_calls_an_inference_function(backend: Any, image: bytes) -> None:
+    """Study 001's architecture 6: an S3 event to ``targets.pipeline`` (no model of its own),
+    which resizes the image and invokes the detector's function; the answer lands in S3; an
+    object that is not an image is the caller's error (4xx), not a crash."""
+    import json
+
+    from pytest_servebench.target import Payload
+
+    store = backend.object_store
+    inference = backend.function("mobilenet_v2", memory_mb=2048, name="inference")
+    encoder = backend.function("mobilenet_v2", memory_mb=1024, name="encoder",
+                               handler="targets.pipeline.handler",
+                               environment={**store.environment(),
+                                            "SERVEBENCH_INFERENCE_FUNCTION": "inference",
+                                            "SERVEBENCH_LAMBDA_ENDPOINT": inference.endpoint_url,
+                                            "SERVEBENCH_ENCODE_SIZE": "224"})
+    store.put(image, "uploads", "cat.jpg")
+    store.put(b"not an image", "uploads", "bad.jpg")
+
+    def event(key: str) -> Payload:
+        return Payload(json.dumps({"Records": [{"s3": {"bucket": {"name": "uploads"},
+                                                       "object": {"key": key}}}]}).encode(),
+                       "application/json")
+
+    sb = Servebench(target=encoder)
+    good = sb.run(ClosedLoop(concurrency=1, requests=3), payload=event("cat.jpg"))
+    assert good.success_ratio == 1.0, good.errors
+    answer = json.loads(store.get("uploads", "results/cat.jpg.json"))
+    assert answer["target"] == "mobilenet_v2" and len(answer["classes"]) == 5
+    # The encoder loaded no model: far less memory than the function it calls.
+    enc_mb = max(r.reply.max_memory_mb or 0 for r in good.records)
+    inf = Servebench(target=inference).run(ClosedLoop(concurrency=1, requests=1), payload=image)
+    assert enc_mb < (inf.records[0].reply.max_memory_mb or 0)
+    bad = sb.run(ClosedLoop(concurrency=1, requests=1), payload=event("bad.jpg"))
+    assert set(bad.errors) == {"function_error"}
+    assert "415" in (bad.records[0].reply.detail or "")
