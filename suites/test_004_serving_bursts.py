@@ -7,6 +7,10 @@ quick mode) against a 2,048 MB function and a single server; MobileNetV2 under O
 PyTorch in the function (cold start and warm latency); the cold start's five steps with the model
 downloaded from S3 (moto's server on loopback), sequential and with parallel init; batch sizes
 1 to 16 in one call (cost per image vs latency per call).
+
+With ``--target=http --servebench-url=URL`` the three bursty workloads run against that endpoint
+(serving MobileNetV2 on the raw JPEG body); the runtime, cold-start and batch cases deploy
+functions of their own and are deselected.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ def _workload(slo: dict[str, Any], peak: int) -> MMPP:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any) -> Any:
+def deployed(servebench_backend: Any, request: pytest.FixtureRequest) -> Any:
     targets: dict[str, Any] = {}
 
     def get(key: str) -> Any:
         if key not in targets:
-            if key == "lambda":
+            if key == "http":
+                targets[key] = request.getfixturevalue("servebench_target")
+            elif key == "lambda":
                 targets[key] = servebench_backend.function("mobilenet_v2", memory_mb=2048,
                                                            name="s004-mobilenet-2048")
             elif key == "server":
@@ -50,10 +56,18 @@ def deployed(servebench_backend: Any) -> Any:
     return get
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.function.__name__ != "test_bursty_workload":
+        return
+    if metafunc.config.getoption("servebench_target") == "http":
+        keys = [pytest.param("http", marks=pytest.mark.study_target("http"))]
+    else:
+        keys = [pytest.param("lambda", marks=pytest.mark.study_target("lambda")),
+                pytest.param("server", marks=pytest.mark.study_target("sagemaker"))]
+    metafunc.parametrize("key", keys)
+
+
 @pytest.mark.parametrize("peak", PEAKS, ids=[f"workload-{p}" for p in PEAKS])
-@pytest.mark.parametrize("key", [pytest.param("lambda", marks=pytest.mark.study_target("lambda")),
-                                 pytest.param("server",
-                                              marks=pytest.mark.study_target("sagemaker"))])
 def test_bursty_workload(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],
                          image: bytes, key: str, peak: int) -> None:
     result = servebench.run(_workload(slo, peak), payload=image, target=deployed(key))

@@ -34,9 +34,11 @@ def test_target_keeps_that_targets_cases_and_the_findings() -> None:
     assert any("test_finding_more_cpu_starts_faster[fargate]" in i for i in ids)
 
 
-def test_an_http_endpoint_gets_the_sweep(tmp_path: Path) -> None:
-    """``pytest suites/ --target=http --servebench-url=URL`` runs study 000's sweep against a
-    running endpoint (here our own app under ``servebench serve``)."""
+def test_an_http_endpoint_gets_the_sweeps_and_the_bursts(tmp_path: Path) -> None:
+    """``pytest suites/ --target=http --servebench-url=URL`` runs what a running endpoint can be
+    asked (study 000's concurrency sweep, 003's payload and user sweeps, 004's bursts) against
+    it, here our own app under ``servebench serve``; the cases that need a platform deployed
+    by the backend (cold starts, prices) skip saying so."""
     import os
     import signal
 
@@ -45,7 +47,10 @@ def test_an_http_endpoint_gets_the_sweep(tmp_path: Path) -> None:
 
     ids = _collect("--target=http", "--servebench-url=http://127.0.0.1:9/predict")
     cases = [i for i in ids if "finding" not in i]
-    assert cases and all("[http-" in i for i in cases), cases
+    assert cases and all("[http" in i for i in cases), cases
+    assert {i.split("::")[0] for i in cases} == {"suites/test_000_mobilenet_cost.py",
+                                                 "suites/test_003_lambda_vs_fargate.py",
+                                                 "suites/test_004_serving_bursts.py"}
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "pytest_servebench.cli", "serve",
                                "mobilenet_v2", "--port", str(port), "--log-level", "warning"],
@@ -54,8 +59,9 @@ def test_an_http_endpoint_gets_the_sweep(tmp_path: Path) -> None:
         wait_until(lambda: _health(f"http://127.0.0.1:{port}/health"), timeout_s=120,
                    what="servebench serve", proc=server)
         out = subprocess.run(
-            [sys.executable, "-m", "pytest", "suites/test_000_mobilenet_cost.py", "-q",
-             "-p", "no:cacheprovider", "--target=http",
+            [sys.executable, "-m", "pytest", "suites/test_000_mobilenet_cost.py",
+             "suites/test_003_lambda_vs_fargate.py", "suites/test_004_serving_bursts.py", "-q",
+             "-rs", "-p", "no:cacheprovider", "--target=http",
              f"--servebench-url=http://127.0.0.1:{port}/predict",
              f"--servebench-history={tmp_path / 'h.json'}"],
             cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -63,4 +69,9 @@ def test_an_http_endpoint_gets_the_sweep(tmp_path: Path) -> None:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
     assert out.returncode == 0, out.stdout[-3000:]
-    assert "3 passed" in out.stdout and "http-concurrency=16" in out.stdout
+    for case in ("http-concurrency=16", "http-payload_bytes=2000000", "http-users=20",
+                 "http-workload-200"):
+        assert case in out.stdout, case
+    assert "--target=http measures a running endpoint" in out.stdout
+    summary = out.stdout.strip().splitlines()[-1]
+    assert "failed" not in summary and summary.startswith("13 passed"), summary
