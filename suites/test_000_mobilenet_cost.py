@@ -115,5 +115,6 @@ def test_finding_arm_degrades_under_concurrency(servebench_backend: Any) -> None
     import platform
 
     if platform.machine() not in ("aarch64", "arm64"):
-        pytest.skip("t4g.medium is arm64; the local backend runs it as x86_64 shaped to 2 vCPU "
-                    "and 4 GiB, so the study's ARM finding needs an arm64 machine (or AWS)")
+        pytest.skip(f"t4g.medium is arm64; the {servebench_backend.name} backend runs it as "
+                    "x86_64 shaped to 2 vCPU and 4 GiB, so the study's ARM finding needs an "
+                    "arm64 machine (or AWS)")
