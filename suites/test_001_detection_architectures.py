@@ -74,7 +74,8 @@ def test_warm_inference_by_architecture(servebench: Any, servebench_backend: Any
         payload: Any = _s3_event(key)
     else:
         payload = photo
-    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+    result = servebench.run(ClosedLoop(concurrency=1, requests=slo["warm_requests"],
+                                       warmup_requests=1),
                             payload=payload, target=fn)
     result.check(f"success_ratio >= {slo['success_ratio_min']}",
                  f"{slo['tail']} < {slo['warm_tail_max']}")
@@ -153,7 +154,8 @@ def test_server_architectures(servebench: Any, servebench_backend: Any, findings
     model from S3 as it starts, or has it on its disk."""
     server = servebench_backend.server(HEAVY_MODEL, platform="ec2", instance_type="t2.small",
                                        model_from=model_from)
-    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+    result = servebench.run(ClosedLoop(concurrency=1, requests=slo["warm_requests"],
+                                       warmup_requests=1),
                             payload=photo, target=server)
     result.check(f"success_ratio >= {slo['success_ratio_min']}",
                  f"{slo['tail']} < {slo['warm_tail_max']}")
@@ -186,7 +188,8 @@ def test_s3_upload_triggers_a_function_that_calls_the_server(
                                                   "SERVEBENCH_OFFLOAD_URL": url})
     key = "inputs/to-server.jpg"
     store.put(photo, BUCKET, key)
-    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+    result = servebench.run(ClosedLoop(concurrency=1, requests=slo["warm_requests"],
+                                       warmup_requests=1),
                             payload=_s3_event(key), target=fn)
     result.check(f"success_ratio >= {slo['success_ratio_min']}")
     answer = json.loads(store.get(BUCKET, f"results/{key}.json"))
@@ -210,7 +213,8 @@ def test_s3_upload_triggers_an_encoding_function_that_calls_an_inference_functio
                                    "SERVEBENCH_LAMBDA_ENDPOINT": inference.endpoint_url})
     key = "inputs/to-encoder.jpg"
     store.put(photo, BUCKET, key)
-    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=1),
+    result = servebench.run(ClosedLoop(concurrency=1, requests=slo["warm_requests"],
+                                       warmup_requests=1),
                             payload=_s3_event(key), target=encoder)
     result.check(f"success_ratio >= {slo['success_ratio_min']}",
                  f"{slo['tail']} < {slo['warm_tail_max']}")

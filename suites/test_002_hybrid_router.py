@@ -71,7 +71,8 @@ def test_request_kind_on_deployment(servebench: Any, deployments: Any, payloads:
                                     findings: Any, slo: dict[str, Any], deployment: str,
                                     kind: str) -> None:
     target = deployments(deployment, kind)
-    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=2),
+    result = servebench.run(ClosedLoop(concurrency=1, requests=slo["warm_requests"],
+                                       warmup_requests=2),
                             payloads=payloads[kind], target=target)
     result.check(f"success_ratio >= {slo['success_ratio_min']}",
                  f"{slo['tail']} < {slo['warm_tail_max']}")

@@ -112,7 +112,8 @@ def test_warm_latency_by_payload(servebench: Any, deployed: Any, findings: Any,
     from targets.payloads import jpeg_of_size
 
     target = deployed(platform, CONFIGS[-1])
-    result = servebench.run(ClosedLoop(concurrency=1, requests=40, warmup_requests=2),
+    result = servebench.run(ClosedLoop(concurrency=1, requests=slo["warm_requests"],
+                                       warmup_requests=2),
                             payload=jpeg_of_size(payload_bytes), target=target)
     result.check(f"success_ratio >= {slo['success_ratio_min']}",
                  f"{slo['tail']} < {slo['warm_tail_max']}")
