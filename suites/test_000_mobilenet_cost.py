@@ -40,22 +40,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any, request: pytest.FixtureRequest) -> Any:
-    targets: dict[str, Any] = {}
+def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
+             deploy_on_demand: Any) -> Any:
+    def deploy(key: str) -> Any:
+        if key == "lambda-1024":
+            return servebench_backend.function("mobilenet_v2", memory_mb=1024,
+                                               name="s000-mobilenet-1024")
+        return servebench_backend.server("mobilenet_v2", platform="ec2",
+                                         instance_type=key.split("-", 1)[1])
 
-    def get(key: str) -> Any:
-        if key not in targets:
-            if key == "http":
-                targets[key] = request.getfixturevalue("servebench_target")
-            elif key == "lambda-1024":
-                targets[key] = servebench_backend.function("mobilenet_v2", memory_mb=1024,
-                                                           name="s000-mobilenet-1024")
-            else:
-                targets[key] = servebench_backend.server(
-                    "mobilenet_v2", platform="ec2", instance_type=key.split("-", 1)[1])
-        return targets[key]
-
-    return get
+    return deploy_on_demand(request, deploy)
 
 
 def test_concurrency_sweep(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],

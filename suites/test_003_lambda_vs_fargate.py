@@ -52,24 +52,16 @@ def _config_id(c: tuple[int, float]) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any, request: pytest.FixtureRequest) -> Any:
-    targets: dict[Any, Any] = {}
+def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
+             deploy_on_demand: Any) -> Any:
+    def deploy(platform: str, config: tuple[int, float]) -> Any:
+        mb, vcpu = config
+        if platform == "lambda":
+            return servebench_backend.function("mobilenet_v2", memory_mb=mb, name=f"s003-{mb}")
+        return servebench_backend.server("mobilenet_v2", platform="fargate", vcpu=vcpu,
+                                         memory_gb=2 * vcpu)
 
-    def get(platform: str, config: tuple[int, float]) -> Any:
-        key = (platform, config)
-        if key not in targets:
-            mb, vcpu = config
-            if platform == "http":
-                targets[key] = request.getfixturevalue("servebench_target")
-            elif platform == "lambda":
-                targets[key] = servebench_backend.function("mobilenet_v2", memory_mb=mb,
-                                                           name=f"s003-{mb}")
-            else:
-                targets[key] = servebench_backend.server("mobilenet_v2", platform="fargate",
-                                                         vcpu=vcpu, memory_gb=2 * vcpu)
-        return targets[key]
-
-    return get
+    return deploy_on_demand(request, deploy)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=_config_id)

@@ -34,26 +34,19 @@ def _workload(slo: dict[str, Any], peak: int) -> MMPP:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any, request: pytest.FixtureRequest) -> Any:
-    targets: dict[str, Any] = {}
+def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
+             deploy_on_demand: Any) -> Any:
+    def deploy(key: str) -> Any:
+        if key == "lambda":
+            return servebench_backend.function("mobilenet_v2", memory_mb=2048,
+                                               name="s004-mobilenet-2048")
+        if key == "server":
+            return servebench_backend.server("mobilenet_v2", platform="sagemaker",
+                                             instance_type="ml.c5.2xlarge")
+        runtime_target = {"onnx": "mobilenet_v2", "torch": "mobilenet_v2_torch"}[key]
+        return servebench_backend.function(runtime_target, memory_mb=2048, name=f"s004-{key}")
 
-    def get(key: str) -> Any:
-        if key not in targets:
-            if key == "http":
-                targets[key] = request.getfixturevalue("servebench_target")
-            elif key == "lambda":
-                targets[key] = servebench_backend.function("mobilenet_v2", memory_mb=2048,
-                                                           name="s004-mobilenet-2048")
-            elif key == "server":
-                targets[key] = servebench_backend.server("mobilenet_v2", platform="sagemaker",
-                                                         instance_type="ml.c5.2xlarge")
-            else:
-                runtime_target = {"onnx": "mobilenet_v2", "torch": "mobilenet_v2_torch"}[key]
-                targets[key] = servebench_backend.function(runtime_target, memory_mb=2048,
-                                                           name=f"s004-{key}")
-        return targets[key]
-
-    return get
+    return deploy_on_demand(request, deploy)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
