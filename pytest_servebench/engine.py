@@ -56,7 +56,35 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Recording:
-    """Raw output of one run, before statistics."""
+    """Raw output of one run, before statistics.
+
+    Throughput is ``window_completions / (measure_end_s - measure_start_s)`` where
+    ``window_completions`` is set, else ok measured requests over that window.
+
+    Scheduled workloads (open loop, MMPP): the window runs from the end of the warm-up to the
+    last measured completion; ``window_completions`` is None.
+
+    Closed loops: the window is the steady state, in which every user is busy with a measured
+    request. It starts when the last warm-up request completes (at the run's start without a
+    warm-up) and ends when the first user runs out of work (the request count is used up), or
+    at ``measure start + duration`` for a duration-bounded loop, or at the time limit; whichever
+    comes first. A window taken from the first measured send to the last completion would count
+    the tail of the warm-up and the drain, where fewer than ``concurrency`` requests are out,
+    and read low: by (c-1)/(N+c-1) against a saturated server and 10-33% for N/c near 6.
+    ``window_completions`` counts the ok measured requests that complete inside the window;
+    one that straddles an edge (sent before the start, or done after the end) counts for the
+    fraction of its own latency that lies inside. Counting whole completions would make the
+    result depend on where the edges fall among replies that arrive together: the window
+    opens on the last reply of such a group and closes on the first, so whole counts would
+    miss up to c-1 of them (a 19% error at c=4, N=16 against a 4-slot server). With the
+    fractional count each user adds (window length) / (its cycle time) whatever the phase,
+    give or take the share of its turnaround between two requests (credited nothing) that an
+    edge happens to cut: exact when that turnaround is 0.
+
+    When no ok measured request completes inside the window (fewer requests than users, nothing
+    measured after the warm-up, every reply in it an error), it falls back to [first measured
+    send, last measured completion] with every ok measured request counted whole.
+    """
 
     records: tuple[Record, ...]
     started_unix_s: float
@@ -65,6 +93,7 @@ class Recording:
     wall_s: float
     max_in_flight: int
     scheduled: bool
+    window_completions: float | None = None
 
 
 _NOT_SENT = Reply.failure("not_sent", "the run's time limit came before this request could go")
@@ -114,8 +143,22 @@ class _ClosedGate:
         self.issued = 0
         self.measured = 0
         self.measure_start: float | None = None
+        self.first_out: float | None = None  # when a user first found no more work
 
     def next(self) -> tuple[int, bool] | None:
+        slot = self._next()
+        if slot is None and self.first_out is None:
+            self.first_out = self.run.now()
+        return slot
+
+    def end_of_steady_state(self) -> float:
+        """When the first user ran out of work, or the measured duration ran out if earlier."""
+        end = self.first_out if self.first_out is not None else self.run.now()
+        if self.w.duration_s is not None and self.measure_start is not None:
+            end = min(end, self.measure_start + self.w.duration_s)
+        return end
+
+    def _next(self) -> tuple[int, bool] | None:
         now = self.run.now()
         if now >= self.time_limit_s:
             return None
@@ -132,7 +175,8 @@ class _ClosedGate:
         return self.issued - 1, warm
 
 
-async def _closed(run: _Run, w: ClosedLoop, time_limit_s: float) -> tuple[float, float]:
+async def _closed(run: _Run, w: ClosedLoop, time_limit_s: float) -> float:
+    """Run the users; return when the first of them ran out of work (see ``Recording``)."""
     gate = _ClosedGate(w, run, time_limit_s)
 
     async def user() -> None:
@@ -141,8 +185,27 @@ async def _closed(run: _Run, w: ClosedLoop, time_limit_s: float) -> tuple[float,
 
     users = [asyncio.ensure_future(user()) for _ in range(w.concurrency)]
     await _gather_until(users, time_limit_s + run.timeout_s + _GRACE_S - run.now())
-    start = gate.measure_start if gate.measure_start is not None else run.now()
-    return start, run.now()
+    return gate.end_of_steady_state()
+
+
+def _closed_window(rows: Sequence[Record], end: float) -> tuple[float, float, float]:
+    """The closed loop's steady-state window and the ok completions in it (see ``Recording``)."""
+    start = max((r.done_s for r in rows if r.warmup), default=0.0)
+    ok = [r for r in rows if not r.warmup and r.reply.ok]
+    if any(start < r.done_s <= end for r in ok):
+        completions = 0.0
+        for r in ok:
+            took = r.done_s - r.sent_s
+            if took <= 0:  # no length to share out: whole, where it completed
+                completions += start < r.done_s <= end
+            else:
+                completions += max(0.0, min(r.done_s, end) - max(r.sent_s, start)) / took
+        return start, end, completions
+    measured = [r for r in rows if not r.warmup]
+    if not measured:
+        return start, start, 0.0
+    first = min(r.sent_s for r in measured)
+    return first, max(first, max(r.done_s for r in measured)), float(len(ok))
 
 
 async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tuple[float, float]:
@@ -214,9 +277,10 @@ async def drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payloa
     # milliseconds, which would show up as schedule lag; nothing here makes cycles.
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    window_completions: float | None = None
     try:
         if isinstance(workload, ClosedLoop):
-            m0, m1 = await _closed(run, workload, time_limit_s)
+            steady_end = await _closed(run, workload, time_limit_s)
         elif isinstance(workload, (OpenLoop, MMPP)):
             m0, m1 = await _scheduled(run, workload, time_limit_s)
         else:
@@ -226,12 +290,15 @@ async def drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payloa
         if gc_was_enabled:
             gc.enable()
     wall = run.now()
-    measured = [r.done_s for r in run.rows if not r.warmup]
-    if measured:
-        m1 = max(measured)
+    if isinstance(workload, ClosedLoop):
+        m0, m1, window_completions = _closed_window(run.rows, steady_end)
+    else:
+        measured = [r.done_s for r in run.rows if not r.warmup]
+        if measured:
+            m1 = max(measured)
     rows = sorted(run.rows, key=lambda r: r.index)
     return Recording(tuple(rows), started, m0, max(m1, m0), wall, run.max_in_flight,
-                     not isinstance(workload, ClosedLoop))
+                     not isinstance(workload, ClosedLoop), window_completions)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
