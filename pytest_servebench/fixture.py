@@ -39,6 +39,7 @@ class Servebench:
         self.target = target
         self.settings = settings or Settings()
         self.results: list[Result] = []
+        self.lock_waits_s: list[float] = []  # per run: waited for the machine lock
         self._on_result = on_result
         self._pricer = pricer
 
@@ -66,8 +67,14 @@ class Servebench:
         s = self.settings
         timeout_s = parse_duration_s(timeout) if timeout is not None else s.timeout_s
         limit_s = parse_duration_s(time_limit) if time_limit is not None else s.time_limit_s
-        recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
-                                           time_limit_s=limit_s))
+        from .xdist import LOCK_MARGIN_S, machine_lock
+
+        # One measurement at a time on this machine (xdist workers, other sessions); the
+        # wait is bounded by this run's own bounds plus a margin.
+        with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S) as waited_s:
+            recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
+                                               time_limit_s=limit_s))
+        self.lock_waits_s.append(waited_s)
         result = summarize(
             recording, target=tgt.name, target_profile=tgt.describe(),
             workload={"str": str(workload), **workload.describe()},

@@ -102,6 +102,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("servebench_history", "path of the servebench JSON history", default="")
     group.addoption("--servebench-records", default=None, metavar="DIR",
                     help="write each benchmarked test's per-request records as CSV into DIR")
+    group.addoption("--servebench-xdist-group", choices=("module", "off"), default="module",
+                    help="under xdist, keep each benchmark module on one worker (module, "
+                         "default: -n switches --dist=load to loadgroup) or not (off)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -113,6 +116,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (container backend)")
     config.addinivalue_line("markers", "aws: talks to AWS (or moto standing in for it)")
     config.stash[STATE_KEY] = _SessionState()
+    from . import xdist
+
+    config.pluginmanager.register(xdist, "servebench-xdist")
 
 
 def _settings(config: pytest.Config) -> Settings:

@@ -15,6 +15,20 @@ from .loopback import Behaviour, LoopbackServer
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_machine_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Our tests check behaviour, not speed: their runs take a lock of this session's own
+    (inherited by pytester's subprocesses), so another benchmark session on a shared machine
+    cannot make them wait for the machine-wide one (see pytest_servebench.xdist)."""
+    old = os.environ.get("SERVEBENCH_MACHINE_LOCK")
+    os.environ["SERVEBENCH_MACHINE_LOCK"] = str(tmp_path_factory.getbasetemp() / "machine.lock")
+    yield
+    if old is None:
+        os.environ.pop("SERVEBENCH_MACHINE_LOCK", None)
+    else:
+        os.environ["SERVEBENCH_MACHINE_LOCK"] = old
+
+
 @pytest.fixture
 def loopback() -> Iterator[Callable[..., LoopbackServer]]:
     """Start loopback servers with given behaviour; all are stopped after the test."""
