@@ -1,30 +1,61 @@
 """Noise-aware comparison of a run against a baseline from the history.
 
-A change is a regression only when it passes its threshold AND is statistically significant
-(as asv does before calling a regression): a latency percentile by a quantile test on the
-stored histograms (Fisher's exact test on the counts above and below the pooled percentile; for
-p50 that is Mood's median test), so a slower tail is seen even when the median is not; mean and
-max by a Mann-Whitney U test; throughput by a conditional binomial test on completion counts;
-success ratio by Fisher's exact test.
-Re-running an unchanged target on a noisy machine therefore passes.
+Every compared metric ends in one of four verdicts:
+
+- ``regression`` / ``improvement``: the change is beyond its threshold AND statistically
+  significant (as asv requires before calling a regression), and larger than the run-to-run
+  noise when the history has enough runs to measure it;
+- ``unchanged``: a *decided* "no regression larger than the threshold": the confidence interval
+  of the change (sampling and run-to-run noise together) stays inside the threshold;
+- ``inconclusive``: neither could be shown. The reason says why and, where it can, about how
+  many requests per run would decide it. An undecidable comparison never reads as an all-clear.
+
+The test behind each metric:
+
+- percentiles (p50..p999): an exact quantile test, Fisher's exact test on the counts above and
+  below the pooled q-quantile of both samples (for p50 that is Mood's median test); the
+  interval of the ratio comes from distribution-free order-statistic intervals of each side;
+- mean: a permutation test of the difference of means on the stored histograms (Welch's t test
+  beyond 5,000 samples, where the central limit theorem holds even for skewed latency); its
+  interval from ``stats.mean_estimate`` on each side (honest on skewed data, so often wide);
+- max: reported, never tested: it is one request, and no test can tell its change from chance;
+  it is always ``inconclusive`` (bound it with an SLO, or gate on p999);
+- throughput: Welch's t test on the completion rates of the measuring window's intervals (a
+  closed loop's steady state; for open-loop and MMPP runs the rate achieved against the same
+  offered schedule);
+- success ratio: Fisher's exact test; the interval of the difference is Newcombe's hybrid score
+  interval;
+- usd_per_million: a server's cost per million follows 1/throughput; a function's follows its
+  billed duration, judged here through the mean latency (a proxy: billed time is not kept
+  per request in the history).
+
+``median:N`` baselines pool the N runs' histograms, interval counts and request counts, so the
+baseline has N times the samples. When the history holds at least three runs of a test, the
+spread of their values sets a noise floor (as asv compares run-level statistics): a change must
+exceed it to be significant, and the interval of "unchanged" widens by it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from .histogram import LatencyHistogram
 
 DEFAULT_FAIL_SPEC = "p99:10%,throughput:-5%,success_ratio:-0.01"
 DEFAULT_ALPHA = 0.05
+NOISE_RUNS = 10
+MIN_NOISE_RUNS = 3
+PERMUTATIONS = 2000
+PERMUTATION_MAX_SAMPLES = 5000
 _LATENCY = ("p50", "p90", "p95", "p99", "p999", "mean", "max")
 _QUANTILE = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 _SPEC = re.compile(r"^\s*([a-z0-9_]+)\s*:\s*([-+]?[0-9]*\.?[0-9]+)\s*(%?)\s*$")
+VERDICTS = ("regression", "improvement", "unchanged", "inconclusive")
+VerdictKind = Literal["regression", "improvement", "unchanged", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +85,14 @@ def parse_thresholds(spec: str) -> list[Threshold]:
             raise ValueError(f"no comparison for metric {metric!r}")
         if value == 0:
             raise ValueError(f"threshold {part!r}: a zero threshold flags every change")
+        if metric == "success_ratio" and pct:
+            raise ValueError(f"threshold {part!r}: success_ratio takes an absolute change, "
+                             "e.g. success_ratio:-0.01")
+        if metric != "success_ratio" and not pct:
+            raise ValueError(f"threshold {part!r}: {metric} takes a relative change, e.g. "
+                             f"{metric}:10%")
+        if value <= -100 and pct:
+            raise ValueError(f"threshold {part!r}: a fall of 100% or more cannot happen")
         out.append(Threshold(metric, value / 100 if pct else value, pct))
     return out
 
@@ -64,10 +103,30 @@ def metric_value(entry: Mapping[str, Any], metric: str) -> float:
     if metric == "usd_per_million":
         cost = entry.get("cost")
         return float(cost["usd_per_million"]) if cost else math.nan
-    return float(entry[metric])
+    value = entry.get(metric)
+    return math.nan if value is None else float(value)
 
 
-def _histogram_samples(entries: Sequence[Mapping[str, Any]]) -> Any:
+# --- the evidence for one metric ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What the data say about one metric: the point change (a ratio for relative metrics, a
+    difference for absolute ones), its sampling interval (None sides: unbounded), the p-value
+    of "no difference", and the request count per run below which the interval is unbounded."""
+
+    current: float
+    baseline: float
+    low: float | None
+    high: float | None
+    p_value: float | None
+    min_n: int | None = None
+    reason: str | None = None
+    note: str | None = None
+
+
+def _samples(entries: Sequence[Mapping[str, Any]]) -> Any:
     import numpy as np
 
     merged = LatencyHistogram()
@@ -80,60 +139,232 @@ def _histogram_samples(entries: Sequence[Mapping[str, Any]]) -> Any:
     return np.repeat(np.array(values), np.array(counts))
 
 
-def p_value(metric: str, current: Mapping[str, Any],
-            baseline: Sequence[Mapping[str, Any]]) -> float | None:
-    """Two-sided p-value that current and baseline differ in ``metric``; None if untestable."""
-    if metric in _QUANTILE:
-        return _quantile_p_value(_QUANTILE[metric], current, baseline)
-    if metric in _LATENCY or (metric == "usd_per_million"
-                              and (current.get("cost") or {}).get("platform") == "lambda"):
-        from scipy.stats import mannwhitneyu
+def _quantile_min_n(q: float, confidence: float) -> int:
+    from .stats import order_statistic_bounds
 
-        x, y = _histogram_samples([current]), _histogram_samples(baseline)
-        if len(x) == 0 or len(y) == 0:
-            return None
-        return float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
-    if metric in ("throughput", "usd_per_million"):
-        from scipy.stats import binomtest
-
-        def counts(e: Mapping[str, Any]) -> tuple[int, float]:
-            ok, tput = int(e["ok_count"]), float(e["throughput"])
-            return ok, (ok / tput if tput > 0 else 0.0)
-
-        n1, t1 = counts(current)
-        base = [counts(e) for e in baseline]
-        n2, t2 = sum(n for n, _ in base), sum(t for _, t in base)
-        if n1 + n2 == 0 or t1 <= 0 or t2 <= 0:
-            return None
-        return float(binomtest(n1, n1 + n2, t1 / (t1 + t2)).pvalue)
-    if metric == "success_ratio":
-        from scipy.stats import fisher_exact
-
-        ok1, n1 = int(current["ok_count"]), int(current["count"])
-        ok2 = sum(int(e["ok_count"]) for e in baseline)
-        n2 = sum(int(e["count"]) for e in baseline)
-        return float(fisher_exact([[ok1, n1 - ok1], [ok2, n2 - ok2]]).pvalue)
-    return None
+    n = 2
+    while None in order_statistic_bounds(n, q, confidence):
+        n = math.ceil(n * 1.1) + 1
+    lo = n // 2
+    while lo < n:  # the smallest such n (bounded-ness is monotone in n here)
+        mid = (lo + n) // 2
+        if None in order_statistic_bounds(mid, q, confidence):
+            lo = mid + 1
+        else:
+            n = mid
+    return n
 
 
-def _quantile_p_value(q: float, current: Mapping[str, Any],
-                      baseline: Sequence[Mapping[str, Any]]) -> float | None:
-    """Do the two samples share their ``q``-quantile? Split both at the pooled quantile and test
-    the 2x2 table of counts above/not above it (a generalised Mood's median test)."""
+def _quantile_evidence(q: float, current: Mapping[str, Any],
+                       baseline: Sequence[Mapping[str, Any]], alpha: float) -> _Evidence | None:
     import numpy as np
     from scipy.stats import fisher_exact
 
-    x, y = _histogram_samples([current]), _histogram_samples(baseline)
+    from .stats import order_statistic_bounds, percentile
+
+    x, y = np.sort(_samples([current])), np.sort(_samples(baseline))
     if len(x) == 0 or len(y) == 0:
         return None
     cut = float(np.quantile(np.concatenate([x, y]), q))
     above_x, above_y = int((x > cut).sum()), int((y > cut).sum())
-    table = [[above_x, len(x) - above_x], [above_y, len(y) - above_y]]
-    return float(fisher_exact(table).pvalue)
+    p = float(fisher_exact([[above_x, len(x) - above_x], [above_y, len(y) - above_y]]).pvalue)
+    # Each side's interval at 1 - alpha/2, so the ratio's holds at 1 - alpha (Bonferroni).
+    conf = 1 - alpha / 2
+    xl, xh = order_statistic_bounds(len(x), q, conf)
+    yl, yh = order_statistic_bounds(len(y), q, conf)
+    cur, base = percentile(x.tolist(), q), percentile(y.tolist(), q)
+    low = None if xl is None or yh is None or y[yh] <= 0 else float(x[xl] / y[yh])
+    high = None if xh is None or yl is None or y[yl] <= 0 else float(x[xh] / y[yl])
+    return _Evidence(cur, base, low, high, p, min_n=_quantile_min_n(q, conf))
+
+
+def _mean_p_value(x: Any, y: Any) -> float:
+    import numpy as np
+
+    if len(x) + len(y) > PERMUTATION_MAX_SAMPLES:
+        from scipy.stats import ttest_ind
+
+        p = float(ttest_ind(x, y, equal_var=False).pvalue)
+        return 1.0 if math.isnan(p) else p
+    z = np.concatenate([x, y])
+    observed = abs(float(x.mean() - y.mean()))
+    rng = np.random.default_rng(0)  # reproducible verdicts
+    idx = rng.permuted(np.tile(np.arange(len(z)), (PERMUTATIONS, 1)), axis=1)
+    perm = z[idx]
+    diffs = np.abs(perm[:, :len(x)].mean(axis=1) - perm[:, len(x):].mean(axis=1))
+    return float((1 + np.sum(diffs >= observed - 1e-15)) / (PERMUTATIONS + 1))
+
+
+def _mean_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+                   alpha: float) -> _Evidence | None:
+    from .stats import mean_estimate
+
+    x, y = _samples([current]), _samples(baseline)
+    if len(x) < 2 or len(y) < 2:
+        return None
+
+    def bound(entries: Sequence[Mapping[str, Any]]) -> float:
+        timeouts = [e.get("timeout_s") for e in entries]
+        return max((float(t) for t in timeouts if t is not None), default=math.inf)
+
+    ex = mean_estimate(x.tolist(), 1 - alpha / 2, upper_bound=bound([current]))
+    ey = mean_estimate(y.tolist(), 1 - alpha / 2, upper_bound=bound(baseline))
+    low = ex.low / ey.high if math.isfinite(ey.high) and ey.high > 0 else None
+    high = ex.high / ey.low if math.isfinite(ex.high) and ey.low > 0 else None
+    return _Evidence(ex.value, ey.value, None if low is None else max(0.0, low), high,
+                     _mean_p_value(x, y))
+
+
+def _rates(entries: Sequence[Mapping[str, Any]]) -> list[float]:
+    out: list[float] = []
+    for e in entries:
+        window = e.get("throughput_window") or {}
+        counts, width = window.get("counts") or [], window.get("width_s")
+        if counts and width and width > 0:
+            out += [c / (width / len(counts)) for c in counts]
+    return out
+
+
+def _throughput_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+                         alpha: float) -> _Evidence:
+    import numpy as np
+    from scipy.stats import t as student_t
+    from scipy.stats import ttest_ind
+
+    cur = float(current["throughput"])
+    base = float(np.mean([float(b["throughput"]) for b in baseline]))
+    x, y = _rates([current]), _rates(baseline)
+    note = None
+    offered = current.get("offered_rate")
+    if offered:
+        note = f"offered {offered:.4g}/s, achieved {cur / offered:.1%}"
+    if len(x) < 3 or len(y) < 3:
+        return _Evidence(cur, base, None, None, None, min_n=30, note=note,
+                         reason="fewer than 3 intervals of completions on a side (runs saved "
+                                "before schema 2, or under 30 completions)")
+    xa, ya = np.array(x), np.array(y)
+    mx, my = float(xa.mean()), float(ya.mean())
+    if mx <= 0 or my <= 0:
+        return _Evidence(cur, base, None, None, None, note=note, reason="no completions")
+    vx, vy = float(xa.var(ddof=1)) / len(xa), float(ya.var(ddof=1)) / len(ya)
+    se = math.sqrt(vx / mx**2 + vy / my**2)  # of the log ratio (delta method)
+    if se == 0:
+        p = 0.0 if mx != my else 1.0
+        ratio = mx / my
+        return _Evidence(cur, base, ratio, ratio, p, note=note)
+    df = (vx + vy) ** 2 / ((vx**2 / (len(xa) - 1)) + (vy**2 / (len(ya) - 1))) \
+        if vx + vy > 0 else len(xa) + len(ya) - 2
+    k = float(student_t.ppf(1 - alpha / 2, max(1.0, df)))
+    ratio = mx / my
+    p = float(ttest_ind(xa, ya, equal_var=False).pvalue)
+    return _Evidence(cur, base, ratio * math.exp(-k * se), ratio * math.exp(k * se),
+                     1.0 if math.isnan(p) else p, note=note)
+
+
+def _success_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+                      alpha: float) -> _Evidence | None:
+    from scipy.stats import fisher_exact, norm
+
+    ok1, n1 = int(current["ok_count"]), int(current["count"])
+    ok2 = sum(int(e["ok_count"]) for e in baseline)
+    n2 = sum(int(e["count"]) for e in baseline)
+    if n1 == 0 or n2 == 0:
+        return None
+    p = float(fisher_exact([[ok1, n1 - ok1], [ok2, n2 - ok2]]).pvalue)
+    z = float(norm.ppf(1 - alpha / 2))
+
+    def wilson(k: int, n: int) -> tuple[float, float]:
+        ph = k / n
+        centre = (ph + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return centre - half, centre + half
+
+    p1, p2 = ok1 / n1, ok2 / n2
+    l1, u1 = wilson(ok1, n1)
+    l2, u2 = wilson(ok2, n2)
+    d = p1 - p2  # Newcombe's hybrid score interval of the difference
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return _Evidence(p1, p2, low, high, p)
+
+
+def _evidence(metric: str, current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+              alpha: float) -> _Evidence | None:
+    if metric in _QUANTILE:
+        return _quantile_evidence(_QUANTILE[metric], current, baseline, alpha)
+    if metric == "mean":
+        return _mean_evidence(current, baseline, alpha)
+    if metric == "max":  # reported, not tested (see the module's docstring)
+        return _Evidence(metric_value(current, "max"),
+                         max(metric_value(b, "max") for b in baseline), None, None, None)
+    if metric == "throughput":
+        return _throughput_evidence(current, baseline, alpha)
+    if metric == "success_ratio":
+        return _success_evidence(current, baseline, alpha)
+    if metric == "usd_per_million":
+        cost = current.get("cost") or {}
+        cur, base = metric_value(current, metric), _median([metric_value(b, metric)
+                                                            for b in baseline])
+        if cost.get("platform") == "lambda":
+            ev = _mean_evidence(current, baseline, alpha)
+            if ev is None:
+                return None
+            return _Evidence(cur, base, ev.low, ev.high, ev.p_value, reason=ev.reason,
+                             note="judged through mean latency (billed time's proxy)")
+        ev = _throughput_evidence(current, baseline, alpha)
+        inv = (None if ev.high is None or ev.high <= 0 else 1 / ev.high,
+               None if ev.low is None or ev.low <= 0 else 1 / ev.low)
+        return _Evidence(cur, base, inv[0], inv[1], ev.p_value, min_n=ev.min_n,
+                         reason=ev.reason, note="judged through throughput (cost = price / rate)")
+    return None
+
+
+def _median(values: Sequence[float]) -> float:
+    import statistics
+
+    finite = [v for v in values if not math.isnan(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+# --- verdicts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Run-to-run spread of a metric over ``runs`` earlier runs: the standard deviation of its
+    log (relative metrics) or of its value (absolute ones), and the band a change must leave."""
+
+    sd: float
+    runs: int
+    band: float
+
+    def text(self, relative: bool) -> str:
+        spread = f"±{self.sd * 100:.1f}%" if relative else f"±{self.sd:.3g}"
+        return f"run-to-run sd {spread} over {self.runs} runs"
+
+
+def run_noise(values: Sequence[float], *, relative: bool, baseline_runs: int,
+              alpha: float = DEFAULT_ALPHA) -> Noise | None:
+    """The noise floor from earlier runs' values of one metric; None below MIN_NOISE_RUNS."""
+    import statistics
+
+    from scipy.stats import t as student_t
+
+    xs = [v for v in values if math.isfinite(v) and (v > 0 or not relative)]
+    if len(xs) < MIN_NOISE_RUNS:
+        return None
+    ys = [math.log(v) for v in xs] if relative else xs
+    sd = statistics.stdev(ys)
+    band = float(student_t.ppf(1 - alpha / 2, len(ys) - 1)) * sd * math.sqrt(
+        1 + 1 / max(1, baseline_runs))
+    return Noise(sd, len(xs), band)
 
 
 @dataclass(frozen=True)
 class Change:
+    """One metric of one test compared. ``change`` is relative (``+0.2`` = 20% higher) or an
+    absolute difference; ``low``/``high`` its interval (None: unbounded)."""
+
     nodeid: str
     metric: str
     baseline: float
@@ -142,40 +373,127 @@ class Change:
     relative: bool
     p_value: float | None
     significant: bool
-    verdict: str  # "regression", "improvement", "unchanged"
+    verdict: VerdictKind
     threshold: str
+    low: float | None = None
+    high: float | None = None
+    reason: str | None = None
+    samples_needed: int | None = None
+    noise: Noise | None = None
+    baseline_runs: int = 1
 
     def change_text(self) -> str:
         if math.isnan(self.change):
             return "n/a"
         return f"{self.change * 100:+.1f}%" if self.relative else f"{self.change:+.4g}"
 
+    def interval_text(self) -> str:
+        def one(v: float | None, side: str) -> str:
+            if v is None:
+                return "-∞" if side == "low" else "+∞"
+            return f"{v * 100:+.0f}%" if self.relative else f"{v:+.3g}"
 
-def compare_entries(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
-                    thresholds: Sequence[Threshold], *, alpha: float = DEFAULT_ALPHA
-                    ) -> list[Change]:
-    changes = []
-    for th in thresholds:
-        cur = metric_value(current, th.metric)
-        base = statistics.median(metric_value(b, th.metric) for b in baseline)
-        if math.isnan(cur) or math.isnan(base):
-            continue
-        if th.relative:
-            delta = (cur - base) / base if base else (math.inf if cur else 0.0)
-        else:
-            delta = cur - base
-        p = p_value(th.metric, current, baseline)
-        significant = p is not None and p < alpha
-        worse = delta > th.limit if th.limit > 0 else delta < th.limit
-        better = delta < -th.limit if th.limit > 0 else delta > -th.limit
+        return f"{one(self.low, 'low')} .. {one(self.high, 'high')}"
+
+
+def _decide(nodeid: str, th: Threshold, ev: _Evidence, noise: Noise | None, alpha: float,
+            baseline_runs: int, invalid: str | None) -> Change:
+    relative = th.relative
+    if relative:
+        change = ev.current / ev.baseline - 1 if ev.baseline > 0 else math.nan
+        centre = math.log(ev.current / ev.baseline) if ev.baseline > 0 and ev.current > 0 \
+            else math.nan
+        limit = math.log1p(th.limit)
+
+        def to_space(v: float | None, side: str) -> float:
+            if v is None or v <= 0:
+                return -math.inf if side == "low" else math.inf
+            return math.log(v)
+
+        def from_space(v: float) -> float | None:
+            return None if math.isinf(v) else math.expm1(v)
+    else:
+        change = ev.current - ev.baseline
+        centre = change
+        limit = th.limit
+
+        def to_space(v: float | None, side: str) -> float:
+            if v is None:
+                return -math.inf if side == "low" else math.inf
+            return v
+
+        def from_space(v: float) -> float | None:
+            return None if math.isinf(v) else v
+
+    lo, hi = to_space(ev.low, "low"), to_space(ev.high, "high")
+    band = noise.band if noise is not None else 0.0
+    if band > 0 and not math.isnan(centre):
+        lo = centre - math.hypot(centre - lo, band) if math.isfinite(lo) else lo
+        hi = centre + math.hypot(hi - centre, band) if math.isfinite(hi) else hi
+    bad_up = th.limit > 0  # a rise is bad (latency, cost); else a fall is (throughput...)
+    p = ev.p_value
+    significant = (p is not None and p < alpha and not math.isnan(centre)
+                   and abs(centre) > band)
+    worse = centre > limit if bad_up else centre < limit
+    better = centre < -limit if bad_up else centre > -limit
+    ruled_out = hi <= limit if bad_up else lo >= limit  # the interval excludes a regression
+
+    verdict: VerdictKind
+    reason = ev.reason
+    needed: int | None = None
+    if invalid is not None and th.metric != "success_ratio":
+        verdict, reason = "inconclusive", f"run INVALID ({invalid})"
+    elif th.metric == "max":
+        verdict = "inconclusive"
+        reason = ("the maximum is one request: no test can tell its change from chance "
+                  "(bound it with an SLO, or gate on p999)")
+    elif math.isnan(centre):
+        verdict, reason = "inconclusive", reason or "no value to compare on one side"
+    elif significant and worse:
+        verdict = "regression"
+    elif significant and better:
+        verdict = "improvement"
+    elif ruled_out:
         verdict = "unchanged"
-        if significant and worse:
-            verdict = "regression"
-        elif significant and better:
-            verdict = "improvement"
-        changes.append(Change(str(current["nodeid"]), th.metric, base, cur, delta, th.relative,
-                              p, significant, verdict, th.text()))
-    return changes
+    else:
+        verdict = "inconclusive"
+        needed, why = _what_would_decide(ev, centre, lo, hi, limit, bad_up, band, worse,
+                                         p, alpha)
+        reason = reason or why
+    if ev.note:
+        reason = f"{reason}; {ev.note}" if reason else ev.note
+    return Change(nodeid, th.metric, ev.baseline, ev.current, change, relative, p,
+                  significant, verdict, th.text(), from_space(lo), from_space(hi), reason,
+                  needed, noise, baseline_runs)
+
+
+def _what_would_decide(ev: _Evidence, centre: float, lo: float, hi: float, limit: float,
+                       bad_up: bool, band: float, worse: bool, p: float | None,
+                       alpha: float) -> tuple[int | None, str]:
+    n = ev.min_n
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        if n is not None:
+            return n, (f"the interval is unbounded at this sample size: at least {n} requests "
+                       "per run (on each side) would bound it")
+        return None, "the interval is unbounded at this sample size"
+    if band > 0 and abs(limit) <= band:
+        return None, ("run-to-run noise is wider than the threshold: pool more runs "
+                      "(median:N) or widen the threshold")
+    if worse:
+        what = f"beyond the threshold but not significant (p={p:.3g})" if p is not None and \
+            p >= alpha else "beyond the threshold but within run-to-run noise"
+        return None, what
+    margin = abs(limit - centre)
+    half = (hi - centre) if bad_up else (centre - lo)
+    half = math.sqrt(max(0.0, half**2 - band**2))  # the part that shrinks with samples
+    need_half = math.sqrt(max(0.0, margin**2 - band**2)) if band else margin
+    # Intervals narrow as 1/sqrt(n): the factor by which the per-run sample must grow.
+    factor = (half / need_half) ** 2 if need_half > 0 else math.inf
+    side = "above" if bad_up else "below"
+    why = f"the interval reaches {side} the threshold"
+    if math.isfinite(factor):
+        return None, f"{why}: about {factor:.1f}x the requests per run would settle it"
+    return None, why
 
 
 @dataclass(frozen=True)
@@ -184,10 +502,23 @@ class Comparison:
     changes: tuple[Change, ...]
     no_baseline: tuple[str, ...]
     machine_differs: bool
+    compared: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Change]:
         return [c for c in self.changes if c.verdict == "regression"]
+
+    @property
+    def inconclusive(self) -> list[Change]:
+        return [c for c in self.changes if c.verdict == "inconclusive"]
+
+    def count(self, verdict: str) -> int:
+        return sum(1 for c in self.changes if c.verdict == verdict)
+
+    def tally(self) -> str:
+        """``2 regression, 1 improvement, 10 unchanged, 3 inconclusive``."""
+        return ", ".join(f"{self.count(v)} {v}" for v in VERDICTS)
 
 
 def select_baseline_runs(runs: Sequence[Mapping[str, Any]], ref: str) -> list[Mapping[str, Any]]:
@@ -195,17 +526,45 @@ def select_baseline_runs(runs: Sequence[Mapping[str, Any]], ref: str) -> list[Ma
     if ref == "last":
         return list(reversed(runs))
     if ref.startswith("median:"):
-        try:
-            n = int(ref.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"cannot read {ref!r}: expected median:N") from None
-        if n < 1:
-            raise ValueError("median:N needs N >= 1")
+        baseline_size(ref)
         return list(reversed(runs))
     picked = [r for r in runs if r.get("run_id") == ref or r.get("name") == ref]
     if not picked:
         raise LookupError(f"no run with id or name {ref!r} in the history")
     return list(reversed(picked))
+
+
+def baseline_size(ref: str) -> int:
+    """How many runs a reference pools: N for ``median:N``, else 1."""
+    if not ref.startswith("median:"):
+        return 1
+    try:
+        n = int(ref.split(":", 1)[1])
+    except ValueError:
+        raise ValueError(f"cannot read {ref!r}: expected median:N") from None
+    if n < 1:
+        raise ValueError("median:N needs N >= 1")
+    return n
+
+
+def compare_entries(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+                    thresholds: Sequence[Threshold], *, alpha: float = DEFAULT_ALPHA,
+                    earlier: Sequence[Mapping[str, Any]] = ()) -> list[Change]:
+    """Compare one test's entry with its baseline entries (pooled). ``earlier``: the newest
+    entries of the same test in the history (baseline included), for the noise floor."""
+    changes = []
+    history = list(earlier) or list(baseline)
+    invalid = current.get("invalid_reason") or next(
+        (f"baseline: {b['invalid_reason']}" for b in baseline if b.get("invalid_reason")), None)
+    for th in thresholds:
+        ev = _evidence(th.metric, current, baseline, alpha)
+        if ev is None or math.isnan(ev.current) or math.isnan(ev.baseline):
+            continue
+        noise = run_noise([metric_value(e, th.metric) for e in history[:NOISE_RUNS]],
+                          relative=th.relative, baseline_runs=len(baseline), alpha=alpha)
+        changes.append(_decide(str(current["nodeid"]), th, ev, noise, alpha, len(baseline),
+                               invalid))
+    return changes
 
 
 def compare_run(current_entries: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]],
@@ -214,27 +573,39 @@ def compare_run(current_entries: Sequence[Mapping[str, Any]], runs: Sequence[Map
     from .history import fingerprint_id
 
     candidates = select_baseline_runs(runs, ref)
-    want = int(ref.split(":", 1)[1]) if ref.startswith("median:") else 1
+    want = baseline_size(ref)
+    everything = list(reversed(runs))
     changes: list[Change] = []
     missing: list[str] = []
     machine_differs = False
+    compared = 0
     for entry in current_entries:
         found: list[Mapping[str, Any]] = []
         for run in candidates:
-            for old in run.get("entries", []):
-                if old["key"] == entry["key"]:
-                    found.append(old)
-                    if machine_id is not None and fingerprint_id(run.get("machine", {})) \
-                            != machine_id:
-                        machine_differs = True
-                    break
+            old = _entry_of(run, entry["key"])
+            if old is not None:
+                found.append(old)
+                if machine_id is not None and fingerprint_id(run.get("machine", {})) \
+                        != machine_id:
+                    machine_differs = True
             if len(found) >= want:
                 break
         if not found:
             missing.append(str(entry["nodeid"]))
             continue
-        changes.extend(compare_entries(entry, found, thresholds, alpha=alpha))
-    return Comparison(ref, tuple(changes), tuple(missing), machine_differs)
+        compared += 1
+        earlier = [e for e in (_entry_of(r, entry["key"]) for r in everything)
+                   if e is not None][:NOISE_RUNS]
+        changes.extend(compare_entries(entry, found, thresholds, alpha=alpha, earlier=earlier))
+    return Comparison(ref, tuple(changes), tuple(missing), machine_differs, compared)
+
+
+def _entry_of(run: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    for old in run.get("entries", []):
+        if old.get("key") == key:
+            found: Mapping[str, Any] = old
+            return found
+    return None
 
 
 def render_comparison(cmp: Comparison) -> list[str]:
@@ -246,13 +617,17 @@ def render_comparison(cmp: Comparison) -> list[str]:
                                                      "usd_per_million": "usd"}.get(metric, "ratio")
         return format_value(kind, v)
 
-    header = ("test", "metric", "baseline", "current", "change", "p-value", "threshold",
-              "verdict")
+    header = ("test", "metric", "baseline", "current", "change", "95% interval", "p-value",
+              "threshold", "verdict")
     rows = [(c.nodeid, c.metric, fmt(c.metric, c.baseline), fmt(c.metric, c.current),
-             c.change_text(), "n/a" if c.p_value is None else f"{c.p_value:.3g}", c.threshold,
-             c.verdict.upper() if c.verdict != "unchanged" else "unchanged")
+             c.change_text(), c.interval_text(),
+             "n/a" if c.p_value is None else f"{c.p_value:.3g}", c.threshold,
+             c.verdict.upper() if c.verdict in ("regression", "improvement") else c.verdict)
             for c in cmp.changes]
     lines = format_table(header, rows)
-    for nodeid in cmp.no_baseline:
-        lines.append(f"{nodeid}: no baseline in the history ({cmp.reference})")
+    notes = [c for c in cmp.changes if c.verdict == "inconclusive" and c.reason]
+    if notes:
+        lines.append("")
+        lines.append("inconclusive (neither a regression nor its absence could be shown):")
+        lines += [f"  {c.nodeid} {c.metric}: {c.reason}" for c in notes]
     return lines

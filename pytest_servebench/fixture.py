@@ -79,7 +79,8 @@ class Servebench:
             recording, target=tgt.name, target_profile=tgt.describe(),
             workload={"str": str(workload), **workload.describe()},
             confidence=s.confidence, point_estimates=s.point_estimates,
-            keep_records=s.keep_records,
+            keep_records=s.keep_records, timeout_s=timeout_s,
+            late_threshold_s=s.late_threshold_s, max_late_share=s.max_late_share,
         )
         if self._pricer is not None:
             estimate = self._pricer(result)

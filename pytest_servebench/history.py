@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .result import Result
     from .slo import Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_PATH = ".servebench/history.json"
 DEFAULT_KEEP = 100
 LOCK_TIMEOUT_S = 60.0
@@ -40,7 +40,23 @@ def _migrate_0_to_1(data: Any) -> dict[str, Any]:
     return {"schema_version": 1, "runs": list(data)}
 
 
-MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _migrate_0_to_1}
+def _migrate_1_to_2(data: Any) -> dict[str, Any]:
+    # Version 1 keyed baselines on the whole target profile, measured and ephemeral fields
+    # included (a function's endpoint port, a server's ready time), so no key ever matched
+    # twice on the local backend. Keys are now built from identity alone: recompute them.
+    runs = []
+    for run in data.get("runs", []):
+        entries = []
+        for entry in run.get("entries", []):
+            ident = identity(str(entry.get("nodeid")), str(entry.get("target", "")),
+                             entry.get("target_profile") or {}, str(entry.get("backend")),
+                             entry.get("workload") or {})
+            entries.append({**entry, "identity": ident, "key": entry_key(ident)})
+        runs.append({**run, "entries": entries})
+    return {**data, "schema_version": 2, "runs": runs}
+
+
+MIGRATIONS: dict[int, Callable[[Any], dict[str, Any]]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 def _version_of(data: Any) -> int:
@@ -66,11 +82,31 @@ def migrate(data: Any, path: str = "history") -> dict[str, Any]:
     return dict(data)
 
 
-def entry_key(nodeid: str, target_profile: Mapping[str, Any], backend: str) -> str:
-    """What a baseline must match: the test (with its parameters), the target's profile and the
-    backend. URLs and ports vary run to run and are left out."""
-    profile = {k: v for k, v in target_profile.items() if k not in ("url", "name")}
-    return json.dumps([nodeid, profile, backend], sort_keys=True, default=str)
+# What a target IS, as opposed to what was measured of it (ready time, peak memory) or where it
+# happened to run (URL, port, pid, container or sandbox id). A baseline must match all of these
+# and nothing else: a target that profiles something new keeps it out of the key unless it is
+# listed here, or unless the target lists it under ``profile["identity"]``.
+IDENTITY_FIELDS = ("kind", "platform", "target", "model", "memory_mb", "instance_type", "vcpu",
+                   "memory_gb", "arch", "model_from", "parallel_init", "reserved_concurrency",
+                   "provisioned_concurrency", "workers", "threads", "slots", "method",
+                   "launcher", "handler", "runtime", "provider")
+
+
+def identity(nodeid: str, target_name: str, target_profile: Mapping[str, Any], backend: str,
+             workload: Mapping[str, Any]) -> dict[str, Any]:
+    """What a baseline must match: the test with its parameters, the target's name (stable by
+    contract: backends keep run ids and ports out of names), its kind, model and platform shape,
+    the backend, and the workload's spec."""
+    target = {k: target_profile[k] for k in IDENTITY_FIELDS if k in target_profile}
+    extra = target_profile.get("identity")
+    if isinstance(extra, Mapping):
+        target["identity"] = dict(extra)
+    return {"test": nodeid, "target_name": target_name, "target": target, "backend": backend,
+            "workload": {k: v for k, v in workload.items() if k != "str"}}
+
+
+def entry_key(ident: Mapping[str, Any]) -> str:
+    return json.dumps(ident, sort_keys=True, default=str)
 
 
 def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend: str) -> dict[
@@ -83,9 +119,12 @@ def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend
     lat = result.latency
     metrics = {name: est(getattr(lat, name))
                for name in ("p50", "p90", "p95", "p99", "p999", "mean", "max")}
+    ident = identity(nodeid, result.target, result.target_profile, backend, result.workload)
+    lag = result.schedule_lag
     entry: dict[str, Any] = {
         "nodeid": nodeid,
-        "key": entry_key(nodeid, result.target_profile, backend),
+        "key": entry_key(ident),
+        "identity": ident,
         "backend": backend,
         "target": result.target,
         "target_profile": dict(result.target_profile),
@@ -93,11 +132,22 @@ def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend
         "count": result.count,
         "ok_count": result.ok_count,
         "errors": dict(result.errors),
+        "censored": result.censored,
+        "timeout_s": result.timeout_s,
         "duration_s": result.duration_s,
         "throughput": result.throughput,
+        "throughput_window": {"width_s": result.window_s,
+                              "counts": list(result.throughput_bins)},
+        "offered_rate": result.offered_rate,
         "success_ratio": result.success_ratio,
         "latency_s": metrics,
         "histogram": result.histogram.to_dict(),
+        "schedule_lag": None if lag is None else {
+            "p50_s": lag.p50_s, "p99_s": lag.p99_s, "max_s": lag.max_s, "late": lag.late,
+            "count": lag.count, "late_threshold_s": lag.late_threshold_s,
+            "late_share": lag.late_share},
+        "valid": result.valid,
+        "invalid_reason": result.invalid_reason,
         "slo": [{"slo": v.slo.text, "outcome": v.outcome} for v in verdicts],
     }
     if result.cold_starts is not None:

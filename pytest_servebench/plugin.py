@@ -83,6 +83,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--servebench-no-baseline", choices=("warn", "fail", "pass"),
                     default="warn",
                     help="what a compared test without a baseline does (default: warn)")
+    group.addoption("--servebench-compare-inconclusive", choices=("warn", "fail", "pass"),
+                    default="warn",
+                    help="what a compared metric that could be neither shown to regress nor "
+                         "shown not to (too few samples, run-to-run noise) does (default: warn)")
     group.addoption("--servebench-backend", choices=BACKENDS, default="local",
                     help="where lambda/ec2/fargate/sagemaker targets run: local processes "
                          "(default; no Docker, no cloud) or docker containers shaped like the "
@@ -402,10 +406,26 @@ def _compare(config: pytest.Config, state: _SessionState, history: Any) -> bool:
     if cmp.machine_differs:
         state.messages.append(("warning", "the baseline was measured on a different machine "
                                           "(CPU, cores or memory differ): compare with care"))
+    inconclusive = cmp.inconclusive
+    if inconclusive:
+        policy = config.getoption("servebench_compare_inconclusive")
+        text = (f"{len(inconclusive)} comparison(s) inconclusive: the data could show neither "
+                "a regression nor its absence (see the reasons above)")
+        if policy == "fail":
+            state.messages.append(("error", text + " [--servebench-compare-inconclusive=fail]"))
+            failed = True
+        elif policy == "warn":
+            state.messages.append(("warning", text))
     if cmp.no_baseline:
         policy = config.getoption("servebench_no_baseline")
+        total = len(cmp.no_baseline) + cmp.compared
         text = (f"{len(cmp.no_baseline)} test(s) have no baseline ({ref}) in "
                 f"{history.path}; they were not compared")
+        if 2 * len(cmp.no_baseline) > total:
+            text = (f"MOST TESTS WERE NOT COMPARED: {len(cmp.no_baseline)} of {total} have no "
+                    f"baseline ({ref}) in {history.path}. A first run has none; otherwise the "
+                    "tests, targets or workloads changed since the baseline (its key: test id, "
+                    "target name and shape, backend, workload)")
         if policy == "fail":
             state.messages.append(("error", text))
             failed = True
@@ -450,11 +470,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
         cmp = state.comparison
         terminalreporter.write_sep("=", f"servebench compare (baseline: {cmp.reference})")
-        for line in render_comparison(cmp):
-            terminalreporter.write_line(line)
+        if cmp.changes:
+            for line in render_comparison(cmp):
+                terminalreporter.write_line(line)
         n = len(cmp.regressions)
         terminalreporter.write_line(
-            f"{n} regression(s)" if n else "no regression", red=bool(n), green=not n)
+            f"{cmp.compared} test(s) compared, {len(cmp.no_baseline)} without a baseline; "
+            f"metrics: {cmp.tally()}")
+        undecided = len(cmp.inconclusive)
+        terminalreporter.write_line(
+            f"{n} regression(s)" if n else (
+                "no regression shown" + (f" ({undecided} inconclusive)" if undecided else "")),
+            red=bool(n), yellow=not n and bool(undecided), green=not n and not undecided)
     for severity, text in state.messages:
         terminalreporter.write_line(f"servebench {severity}: {text}",
                                     red=severity == "error", yellow=severity == "warning")

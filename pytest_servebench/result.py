@@ -27,7 +27,18 @@ if TYPE_CHECKING:
     from .slo import SLO, Verdict
 
 _PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
-LATE_THRESHOLD_S = 0.001
+# A scheduled request that left more than LATE_THRESHOLD_S after its intended time is late; a
+# run with more than MAX_LATE_SHARE of its requests late (its schedule-lag p99 above the
+# threshold) is INVALID, as MLPerf marks a run whose load generator could not keep up: its
+# latency then measures the generator as much as the target. (A binomial test keeps one hiccup
+# in a short run from invalidating it: see ``ScheduleLag.fell_behind``.)
+LATE_THRESHOLD_S = 0.005
+MAX_LATE_SHARE = 0.01
+# Client-side give-ups: their latency is at least the time waited (censored), and it counts.
+CENSORED_ERRORS = ("timeout", "cancelled")
+# Throughput is also read per interval of the measuring window, for its interval and for the
+# regression gate's rate test.
+MAX_THROUGHPUT_BINS = 20
 
 
 def quantile_of(name: str) -> float | None:
@@ -46,7 +57,8 @@ def quantile_of(name: str) -> float | None:
 
 @dataclass(frozen=True)
 class LatencySummary:
-    """Latency of successful requests, in seconds, each with its confidence interval."""
+    """Latency of successful requests and of timed-out ones (at no less than the timeout), in
+    seconds, each with its confidence interval."""
 
     p50: Estimate
     p90: Estimate
@@ -58,15 +70,20 @@ class LatencySummary:
     sorted_s: tuple[float, ...] = field(repr=False)
     confidence: float = DEFAULT_CONFIDENCE
 
+    upper_bound_s: float = math.inf
+
     @classmethod
-    def of(cls, latencies_s: Sequence[float], confidence: float) -> LatencySummary:
+    def of(cls, latencies_s: Sequence[float], confidence: float, *,
+           upper_bound_s: float = math.inf) -> LatencySummary:
+        """``upper_bound_s``: no latency can be recorded above it (the request timeout); it
+        bounds the mean's interval (see ``stats.mean_estimate``)."""
         xs = tuple(sorted(latencies_s))
         n = len(xs)
         q = {name: quantile_estimate(xs, p, confidence)
              for name, p in (("p50", .5), ("p90", .9), ("p95", .95), ("p99", .99), ("p999", .999))}
         mx = Estimate.point(xs[-1] if xs else math.nan, n)
-        return cls(mean=mean_estimate(xs, confidence), max=mx, sorted_s=xs,
-                   confidence=confidence, **q)
+        return cls(mean=mean_estimate(xs, confidence, upper_bound=upper_bound_s), max=mx,
+                   sorted_s=xs, confidence=confidence, upper_bound_s=upper_bound_s, **q)
 
     def percentile(self, q: float) -> Estimate:
         """Any quantile (0..1) with its interval."""
@@ -82,13 +99,35 @@ class LatencySummary:
 
 @dataclass(frozen=True)
 class ScheduleLag:
-    """How late scheduled requests left (open loop / MMPP only)."""
+    """How late scheduled requests left (open loop / MMPP only). ``late`` counts requests that
+    left more than ``late_threshold_s`` after their intended time, or never left."""
 
     p50_s: float
     p99_s: float
     max_s: float
     late: int
     late_threshold_s: float
+    count: int = 0
+    max_late_share: float = MAX_LATE_SHARE
+
+    @property
+    def late_share(self) -> float:
+        return self.late / self.count if self.count else 0.0
+
+    @property
+    def fell_behind(self) -> bool:
+        """More late requests than ``max_late_share`` allows, beyond chance: one hiccup in a
+        run of 50 is 2% of it, but a binomial test at 5% does not call it a trend."""
+        if self.late_share <= self.max_late_share:
+            return False
+        from scipy.stats import binom
+
+        return bool(binom.sf(self.late - 1, self.count, self.max_late_share) < 0.05)
+
+    def text(self) -> str:
+        return (f"{self.late} of {self.count} requests ({self.late_share:.1%}) left over "
+                f"{self.late_threshold_s * 1000:g} ms late (lag p99 {self.p99_s * 1000:.3g} ms, "
+                f"max {self.max_s * 1000:.3g} ms; bound {self.max_late_share:.0%})")
 
 
 @dataclass(frozen=True)
@@ -129,6 +168,55 @@ class Result:
     point_estimates: bool = False
     extra_metrics: Mapping[str, Estimate] = field(default_factory=dict)
     cost: CostEstimate | None = None
+    censored: int = 0
+    timeout_s: float = math.inf
+    window_s: float = math.nan
+    throughput_bins: tuple[int, ...] = ()
+    offered_rate: float | None = None
+    error_details: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        """False when the load generator fell behind its schedule (see ``invalid_reason``)."""
+        return self.invalid_reason is None
+
+    @property
+    def invalid_reason(self) -> str | None:
+        lag = self.schedule_lag
+        if lag is not None and lag.fell_behind:
+            return f"the load generator fell behind its schedule: {lag.text()}"
+        return None
+
+    def throughput_estimate(self) -> Estimate:
+        """Throughput with a t interval over the window's per-interval completion rates
+        (unbounded when it holds fewer than 3 intervals). A closed loop's throughput is its
+        concurrency over its mean latency (Little's law), so a slow mode the sample has not
+        seen would lower it as it would raise the mean: the lower end also allows for the
+        unseen tail, as the mean's upper end does (``stats.mean_estimate``)."""
+        bins = self.throughput_bins
+        if len(bins) < 3 or not self.throughput > 0:
+            return Estimate(self.throughput, 0.0, math.inf, self.ok_count)
+        import statistics
+
+        from scipy.stats import t
+
+        width = self.window_s / len(bins)
+        rates = [c / width for c in bins]
+        half = float(t.ppf(1 - (1 - self.confidence) / 2, len(rates) - 1)) * \
+            statistics.stdev(rates) / math.sqrt(len(rates))
+        low, high = self.throughput - half, self.throughput + half
+        mean = self.latency.mean
+        if self.workload.get("kind") == "closed" and mean.value > 0:
+            low = min(low, self.throughput * mean.value / mean.high)
+        return Estimate(self.throughput, max(0.0, low), high, self.ok_count)
+
+    def errors_text(self) -> str:
+        """The failures by kind, e.g. ``timeout x3 (no reply within 30s), http_415 x2``."""
+        parts = []
+        for kind, n in sorted(self.errors.items(), key=lambda kv: -kv[1]):
+            detail = self.error_details.get(kind)
+            parts.append(f"{kind} x{n}" + (f" ({detail[:120]})" if detail else ""))
+        return ", ".join(parts)
 
     # --- convenience accessors, in the user's words
     @property
@@ -158,7 +246,7 @@ class Result:
         if q is not None:
             return lat.percentile(q)
         if name == "throughput":
-            return Estimate.point(self.throughput, self.ok_count)
+            return self.throughput_estimate()
         if name == "success_ratio":
             return Estimate.point(self.success_ratio, self.count)
         if name == "error_count":
@@ -218,25 +306,54 @@ class Result:
 def summarize(recording: Recording, *, target: str, target_profile: Mapping[str, Any],
               workload: Mapping[str, Any], confidence: float = DEFAULT_CONFIDENCE,
               point_estimates: bool = False, keep_records: bool = True,
-              late_threshold_s: float = LATE_THRESHOLD_S) -> Result:
-    """Turn raw records into a ``Result`` (pure: no clock, no I/O)."""
+              timeout_s: float = math.inf, late_threshold_s: float = LATE_THRESHOLD_S,
+              max_late_share: float = MAX_LATE_SHARE) -> Result:
+    """Turn raw records into a ``Result`` (pure: no clock, no I/O).
+
+    Latency covers the successful requests and the ones the client gave up on
+    (``CENSORED_ERRORS``): those count at no less than ``timeout_s``, so a stall longer than the
+    timeout shows in every percentile, not only in the success ratio.
+    """
     measured = [r for r in recording.records if not r.warmup]
     ok = [r for r in measured if r.reply.ok]
-    errors = Counter(r.reply.error or "error" for r in measured if not r.reply.ok)
+    failed = [r for r in measured if not r.reply.ok]
+    errors = Counter(r.reply.error or "error" for r in failed)
+    details: dict[str, str] = {}
+    for r in failed:
+        if r.reply.detail:
+            details.setdefault(r.reply.error or "error", r.reply.detail)
+    censored = [r for r in failed if r.reply.error in CENSORED_ERRORS]
     latencies = [r.latency_s for r in ok]
+    latencies += [max(r.latency_s, timeout_s if r.reply.error == "timeout" else 0.0)
+                  for r in censored]
     hist = LatencyHistogram()
     hist.record_many(max(0.0, x) for x in latencies)
-    window = recording.measure_end_s - recording.measure_start_s
-    throughput = len(ok) / window if window > 0 else math.nan
+    m0, m1 = recording.measure_start_s, recording.measure_end_s
+    window = m1 - m0
+    completions = recording.window_completions
+    if completions is None:
+        completions = len(ok)
+    throughput = completions / window if window > 0 else math.nan
+    bins: tuple[int, ...] = ()
+    if window > 0 and completions > 0:
+        k = max(1, min(MAX_THROUGHPUT_BINS, int(completions) // 10))
+        counts = [0] * k
+        for r in ok:
+            if m0 <= r.done_s <= m1:
+                counts[min(k - 1, int((r.done_s - m0) / window * k))] += 1
+        bins = tuple(counts)
 
     lag = None
+    offered = None
     if recording.scheduled and measured:
         sent = [r for r in measured if r.reply.error != "not_sent"]
         lags = sorted(max(0.0, r.lag_s) for r in sent) or [math.nan]
         late = sum(1 for x in lags if x > late_threshold_s)
         late += sum(1 for r in measured if r.reply.error == "not_sent")
         lag = ScheduleLag(percentile(lags, .5), percentile(lags, .99), lags[-1], late,
-                          late_threshold_s)
+                          late_threshold_s, len(measured), max_late_share)
+        span = max(r.intended_s for r in measured) - min(r.intended_s for r in measured)
+        offered = (len(measured) - 1) / span if span > 0 else None
 
     cold = None
     reported = [r for r in measured if r.reply.cold_start is not None]
@@ -246,18 +363,23 @@ def summarize(recording: Recording, *, target: str, target_profile: Mapping[str,
         cold = ColdStarts(
             count=sum(1 for r in reported if r.reply.cold_start),
             warm_count=sum(1 for r in reported if not r.reply.cold_start),
-            latency=LatencySummary.of([r.latency_s for r in cold_ok], confidence),
-            init_duration=LatencySummary.of(inits, confidence) if inits else None,
+            latency=LatencySummary.of([r.latency_s for r in cold_ok], confidence,
+                                      upper_bound_s=timeout_s),
+            init_duration=(LatencySummary.of(inits, confidence, upper_bound_s=timeout_s)
+                           if inits else None),
         )
 
+    bound = max([timeout_s, *latencies]) if latencies else timeout_s
     return Result(
         target=target, target_profile=dict(target_profile), workload=dict(workload),
         count=len(measured), errors=dict(errors),
         success_ratio=len(ok) / len(measured) if measured else math.nan,
-        throughput=throughput, latency=LatencySummary.of(latencies, confidence), histogram=hist,
+        throughput=throughput,
+        latency=LatencySummary.of(latencies, confidence, upper_bound_s=bound), histogram=hist,
         duration_s=recording.wall_s, started_unix_s=recording.started_unix_s, cold_starts=cold,
         schedule_lag=lag, warmup_count=len(recording.records) - len(measured),
         max_in_flight=recording.max_in_flight,
         records=recording.records if keep_records else (), confidence=confidence,
-        point_estimates=point_estimates,
+        point_estimates=point_estimates, censored=len(censored), timeout_s=timeout_s,
+        window_s=window, throughput_bins=bins, offered_rate=offered, error_details=details,
     )

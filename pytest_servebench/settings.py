@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .result import LATE_THRESHOLD_S, MAX_LATE_SHARE
 from .stats import DEFAULT_CONFIDENCE
 
 
@@ -16,6 +17,8 @@ class Settings:
     confidence: float = DEFAULT_CONFIDENCE
     point_estimates: bool = False
     keep_records: bool = True
+    late_threshold_s: float = LATE_THRESHOLD_S
+    max_late_share: float = MAX_LATE_SHARE
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -24,3 +27,7 @@ class Settings:
             raise ValueError("the run time limit must be > 0 seconds")
         if not 0.5 <= self.confidence < 1:
             raise ValueError("confidence must be in [0.5, 1)")
+        if not self.late_threshold_s > 0:
+            raise ValueError("the late threshold must be > 0 seconds")
+        if not 0 <= self.max_late_share < 1:
+            raise ValueError("the late share bound must be in [0, 1)")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .stats import Estimate, samples_to_settle
+from .stats import Estimate, mean_samples_needed, samples_to_settle
 
 if TYPE_CHECKING:
     from .result import Result
@@ -160,37 +160,57 @@ class Verdict:
             text += (f" ({self.confidence:.0%} CI {slo.format_value(est.low)} .. "
                      f"{slo.format_value(est.high)})")
         text += f", bound {slo.op} {slo.format_value(slo.bound)}, n={est.n}"
+        if self.outcome == "inconclusive" and (self.reason or "").startswith("run INVALID"):
+            return f"{text}; {self.reason}"
         if self.outcome == "inconclusive":
             text += "; the interval straddles the bound"
             if self.samples_needed is not None:
                 text += f": about {self.samples_needed} samples would settle it"
             text += " (or judge on point estimates with --servebench-slo-estimate=point)"
+        if self.reason:
+            text += f"; {self.reason}"
         return text
 
 
 def evaluate(slo: SLO, result: Result, *, point: bool = False) -> Verdict:
+    """Judge one bound. Failures name the errors behind them (an HTTP 415 or a refused
+    connection shows as such, not as "n/a"), and a latency or throughput bound on an INVALID
+    run (its load generator fell behind) is inconclusive whatever the numbers say."""
+    errors = f"; errors: {result.errors_text()}" if result.errors else ""
     try:
         est = result.metric(slo.metric)
     except LookupError as exc:
-        return Verdict(slo, "fail", None, result.confidence, "point", reason=str(exc))
+        return Verdict(slo, "fail", None, result.confidence, "point", reason=f"{exc}{errors}")
     if math.isnan(est.value):
         return Verdict(slo, "fail", est, result.confidence, "point",
-                       reason="no successful request was measured")
+                       reason=f"no successful request was measured ({result.count} sent)"
+                              f"{errors}")
     judge = _OPS[slo.op]
     use_interval = not point and bool(_INTERVAL.match(slo.metric))
     if not use_interval:
         outcome: Outcome = "pass" if judge(est.value, slo.bound) else "fail"
-        return Verdict(slo, outcome, est, result.confidence, "point")
-    upper_bound = slo.op in ("<", "<=")
-    worst, best = (est.high, est.low) if upper_bound else (est.low, est.high)
-    if judge(worst, slo.bound):
-        outcome = "pass"
-    elif not judge(best, slo.bound):
-        outcome = "fail"
+        verdict = Verdict(slo, outcome, est, result.confidence, "point",
+                          reason=errors[2:] if outcome == "fail" and errors else None)
     else:
-        outcome = "inconclusive"
-    needed = _samples_needed(slo, est, result) if outcome == "inconclusive" else None
-    return Verdict(slo, outcome, est, result.confidence, "interval", samples_needed=needed)
+        upper_bound = slo.op in ("<", "<=")
+        worst, best = (est.high, est.low) if upper_bound else (est.low, est.high)
+        if judge(worst, slo.bound):
+            outcome = "pass"
+        elif not judge(best, slo.bound):
+            outcome = "fail"
+        else:
+            outcome = "inconclusive"
+        needed = _samples_needed(slo, est, result) if outcome == "inconclusive" else None
+        verdict = Verdict(slo, outcome, est, result.confidence, "interval",
+                          samples_needed=needed,
+                          reason=errors[2:] if outcome != "pass" and errors else None)
+    invalid = result.invalid_reason
+    if invalid is not None and slo.kind in ("latency", "rate") \
+            and verdict.outcome != "inconclusive":
+        return Verdict(slo, "inconclusive", est, result.confidence, verdict.judged_on,
+                       reason=f"run INVALID ({invalid}); it would have been "
+                              f"{verdict.outcome}")
+    return verdict
 
 
 def _samples_needed(slo: SLO, est: Estimate, result: Result) -> int | None:
@@ -213,8 +233,12 @@ def _samples_needed(slo: SLO, est: Estimate, result: Result) -> int | None:
         # order statistic falls at or below the bound.
         return max(est.n + 1, samples_to_settle(q, summary.count_above(slo.bound),
                                                 result.confidence))
-    if name == "mean" and math.isfinite(est.high) and est.value != slo.bound:
-        half = (est.high - est.low) / 2
+    if name == "mean" and slo.op in ("<", "<="):
+        needed = mean_samples_needed(est, slo.bound, upper_bound=summary.upper_bound_s,
+                                     confidence=result.confidence)
+        return None if needed is None else max(est.n + 1, needed)
+    if name == "mean" and math.isfinite(est.low) and est.value != slo.bound:
+        half = est.value - est.low
         return max(est.n + 1, math.ceil(est.n * (half / abs(est.value - slo.bound)) ** 2))
     return None
 

@@ -28,6 +28,7 @@ def recording(latencies_s: Sequence[float], *, errors: int = 0,
 
 def result(latencies_s: Sequence[float], **kwargs: object) -> Result:
     point = bool(kwargs.pop("point_estimates", False))
+    timeout_s = float(kwargs.pop("timeout_s", 30.0))  # type: ignore[arg-type]
     rec = recording(latencies_s, **kwargs)  # type: ignore[arg-type]
     return summarize(rec, target="fake", target_profile={}, workload={"str": "fake"},
-                     point_estimates=point)
+                     point_estimates=point, timeout_s=timeout_s)

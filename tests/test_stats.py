@@ -12,6 +12,7 @@ from pytest_servebench.stats import (
     percentile,
     quantile_estimate,
     samples_to_settle,
+    unseen_tail_share,
 )
 
 
@@ -61,9 +62,19 @@ def test_settle_count_agrees_with_interval() -> None:
 
 def test_mean_and_ratio_intervals() -> None:
     xs = np.random.default_rng(4).normal(10, 2, 1000).tolist()
-    est = mean_estimate(xs, 0.95)
+    t_half = 1.96 * 2 / math.sqrt(1000)
+    # Without a bound on the values, nothing bounds the mean from above (an unseen tail).
+    unbounded = mean_estimate(xs, 0.95)
+    assert unbounded.low == pytest.approx(unbounded.value - t_half, rel=0.1)
+    assert unbounded.high == math.inf
+    # With one (the timeout), the upper end is the t interval's plus the unseen tail's share.
+    est = mean_estimate(xs, 0.95, upper_bound=20.0)
     assert est.low < 10 < est.high
-    assert est.high - est.low == pytest.approx(2 * 1.96 * 2 / math.sqrt(1000), rel=0.1)
+    share = unseen_tail_share(1000, 0.95)
+    assert share == pytest.approx(1 - 0.025 ** (1 / 1000))
+    t_high = est.value + (est.value - est.low)
+    assert est.high == pytest.approx(t_high + share * (20.0 - t_high))
+    assert est.value - est.low == pytest.approx(t_half, rel=0.1)
     r = binomial_ratio_estimate(1000, 1000, 0.95)
     assert r.value == 1.0 and r.high == 1.0
     assert r.low == pytest.approx(0.025 ** (1 / 1000))
