@@ -344,20 +344,60 @@ class Noise:
 
 
 def run_noise(values: Sequence[float], *, relative: bool, baseline_runs: int,
-              alpha: float = DEFAULT_ALPHA) -> Noise | None:
-    """The noise floor from earlier runs' values of one metric; None below MIN_NOISE_RUNS."""
+              alpha: float = DEFAULT_ALPHA,
+              sampling_sd: Sequence[float | None] = ()) -> Noise | None:
+    """The noise floor from earlier runs' values of one metric; None below MIN_NOISE_RUNS.
+
+    The runs' spread holds each run's own sampling noise too, which the per-metric test
+    already accounts for; when every run's sampling sd is known (``sampling_sd``, in the same
+    space: of the log for relative metrics) its mean square is taken off, so the floor is the
+    run-to-run part alone (counting sampling noise twice would hide real regressions)."""
     import statistics
 
     from scipy.stats import t as student_t
 
-    xs = [v for v in values if math.isfinite(v) and (v > 0 or not relative)]
-    if len(xs) < MIN_NOISE_RUNS:
+    pairs = [(v, sd) for v, sd in zip(values, list(sampling_sd) or [None] * len(values),
+                                      strict=True)
+             if math.isfinite(v) and (v > 0 or not relative)]
+    if len(pairs) < MIN_NOISE_RUNS:
         return None
-    ys = [math.log(v) for v in xs] if relative else xs
-    sd = statistics.stdev(ys)
+    ys = [math.log(v) if relative else v for v, _ in pairs]
+    var = statistics.variance(ys)
+    sds = [sd for _, sd in pairs]
+    if all(sd is not None and math.isfinite(sd) for sd in sds):
+        var = max(0.0, var - statistics.fmean(float(sd) ** 2 for sd in sds))  # type: ignore[arg-type]
+    sd = math.sqrt(var)
     band = float(student_t.ppf(1 - alpha / 2, len(ys) - 1)) * sd * math.sqrt(
         1 + 1 / max(1, baseline_runs))
-    return Noise(sd, len(xs), band)
+    return Noise(sd, len(ys), band)
+
+
+def sampling_sd(entry: Mapping[str, Any], metric: str) -> float | None:
+    """One run's own sampling sd of a metric (of its log for relative metrics), from what
+    the history stored: a percentile's or the mean's 95% interval, the throughput window's
+    intervals, the success ratio's count. None when the run cannot bound it."""
+    z = 1.959964
+    if metric in _QUANTILE:  # (the mean's interval is not a sampling sd: see mean_estimate)
+        est = entry["latency_s"][metric]
+        low, high = float(est["low"]), float(est["high"])
+        if not (low > 0 and math.isfinite(high)):
+            return None
+        return (math.log(high) - math.log(low)) / (2 * z)
+    if metric == "throughput":
+        rates = _rates([entry])
+        if len(rates) < 3:
+            return None
+        import statistics
+
+        mean = statistics.fmean(rates)
+        return statistics.stdev(rates) / math.sqrt(len(rates)) / mean if mean > 0 else None
+    if metric == "success_ratio":
+        n = int(entry.get("count") or 0)
+        if n == 0:
+            return None
+        p = int(entry["ok_count"]) / n
+        return math.sqrt(max(p * (1 - p), 1 / n**2) / n)
+    return None
 
 
 @dataclass(frozen=True)
@@ -492,7 +532,8 @@ def _what_would_decide(ev: _Evidence, centre: float, lo: float, hi: float, limit
     side = "above" if bad_up else "below"
     why = f"the interval reaches {side} the threshold"
     if math.isfinite(factor):
-        return None, f"{why}: about {factor:.1f}x the requests per run would settle it"
+        times = f"{factor:.1f}" if factor < 10 else f"{factor:,.0f}"
+        return None, f"{why}: about {times}x the requests per run would settle it"
     return None, why
 
 
@@ -560,8 +601,10 @@ def compare_entries(current: Mapping[str, Any], baseline: Sequence[Mapping[str, 
         ev = _evidence(th.metric, current, baseline, alpha)
         if ev is None or math.isnan(ev.current) or math.isnan(ev.baseline):
             continue
-        noise = run_noise([metric_value(e, th.metric) for e in history[:NOISE_RUNS]],
-                          relative=th.relative, baseline_runs=len(baseline), alpha=alpha)
+        runs = history[:NOISE_RUNS]
+        noise = run_noise([metric_value(e, th.metric) for e in runs], relative=th.relative,
+                          baseline_runs=len(baseline), alpha=alpha,
+                          sampling_sd=[sampling_sd(e, th.metric) for e in runs])
         changes.append(_decide(str(current["nodeid"]), th, ev, noise, alpha, len(baseline),
                                invalid))
     return changes

@@ -9,6 +9,7 @@ reported and left as it is; older versions are migrated on read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -133,7 +134,7 @@ def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend
         "ok_count": result.ok_count,
         "errors": dict(result.errors),
         "censored": result.censored,
-        "timeout_s": result.timeout_s,
+        "timeout_s": result.timeout_s if math.isfinite(result.timeout_s) else None,
         "duration_s": result.duration_s,
         "throughput": result.throughput,
         "throughput_window": {"width_s": result.window_s,

@@ -61,6 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default="interval",
                     help="judge percentile SLOs on the whole confidence interval (default) or "
                          "on the point estimate")
+    group.addoption("--servebench-late-threshold", default="5ms", metavar="DURATION",
+                    help="a scheduled (open-loop, MMPP) request that leaves later than this "
+                         "after its intended time is late (default 5ms)")
+    group.addoption("--servebench-max-late-share", type=float, default=0.01, metavar="SHARE",
+                    help="a scheduled run with more late requests than this share (beyond "
+                         "chance) is INVALID: its load generator fell behind (default 0.01)")
     group.addoption("--servebench-prices", default=None, metavar="FILE",
                     help="price book JSON for cost metrics (default: $SERVEBENCH_PRICES, else "
                          "the bundled AWS us-east-1 on-demand book)")
@@ -120,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (container backend)")
     config.addinivalue_line("markers", "aws: talks to AWS (or moto standing in for it)")
     config.stash[STATE_KEY] = _SessionState()
+    _settings(config)  # a bad setting is a usage error before anything is deployed
     from . import xdist
 
     config.pluginmanager.register(xdist, "servebench-xdist")
@@ -127,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _settings(config: pytest.Config) -> Settings:
     from .settings import Settings
+    from .workloads import parse_duration_s
 
     try:
         return Settings(
@@ -134,6 +142,8 @@ def _settings(config: pytest.Config) -> Settings:
             time_limit_s=config.getoption("servebench_time_limit"),
             confidence=config.getoption("servebench_confidence"),
             point_estimates=config.getoption("servebench_slo_estimate") == "point",
+            late_threshold_s=parse_duration_s(config.getoption("servebench_late_threshold")),
+            max_late_share=config.getoption("servebench_max_late_share"),
         )
     except ValueError as exc:
         raise pytest.UsageError(f"servebench: {exc}") from exc

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import Record, Recording
 from .histogram import LatencyHistogram
+from .settings import LATE_THRESHOLD_S, MAX_LATE_SHARE
 from .stats import (
     DEFAULT_CONFIDENCE,
     Estimate,
@@ -27,13 +28,6 @@ if TYPE_CHECKING:
     from .slo import SLO, Verdict
 
 _PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
-# A scheduled request that left more than LATE_THRESHOLD_S after its intended time is late; a
-# run with more than MAX_LATE_SHARE of its requests late (its schedule-lag p99 above the
-# threshold) is INVALID, as MLPerf marks a run whose load generator could not keep up: its
-# latency then measures the generator as much as the target. (A binomial test keeps one hiccup
-# in a short run from invalidating it: see ``ScheduleLag.fell_behind``.)
-LATE_THRESHOLD_S = 0.005
-MAX_LATE_SHARE = 0.01
 # Client-side give-ups: their latency is at least the time waited (censored), and it counts.
 CENSORED_ERRORS = ("timeout", "cancelled")
 # Throughput is also read per interval of the measuring window, for its interval and for the

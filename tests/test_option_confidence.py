@@ -33,8 +33,8 @@ def test_confidence_reaches_results(pytester: pytest.Pytester,
 def test_invalid_confidence_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(servebench): pass")
     result = pytester.runpytest("--servebench-confidence=1.5")
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(["*confidence must be in*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*confidence must be in*"])
 
 
 def test_point_estimates_settle_small_samples(pytester: pytest.Pytester,
