@@ -110,8 +110,11 @@ def entry_key(ident: Mapping[str, Any]) -> str:
     return json.dumps(ident, sort_keys=True, default=str)
 
 
-def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend: str) -> dict[
-        str, Any]:
+def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend: str, *,
+               repeat: int = 0) -> dict[str, Any]:
+    """One result as a history entry. ``repeat``: how many results of the same identity the
+    test produced before this one (a test that runs one workload several times, e.g. a cold
+    start per repetition), so each is compared with its own counterpart."""
     from .stats import Estimate
 
     def est(e: Estimate) -> dict[str, float | int]:
@@ -121,6 +124,8 @@ def make_entry(nodeid: str, result: Result, verdicts: Iterable[Verdict], backend
     metrics = {name: est(getattr(lat, name))
                for name in ("p50", "p90", "p95", "p99", "p999", "mean", "max")}
     ident = identity(nodeid, result.target, result.target_profile, backend, result.workload)
+    if repeat:
+        ident["repeat"] = repeat
     lag = result.schedule_lag
     entry: dict[str, Any] = {
         "nodeid": nodeid,

@@ -328,6 +328,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     bounds = [b for mark in item.iter_markers("slo") for b in mark.args]
     state = item.config.stash[STATE_KEY]
     failed: list[Verdict] = []
+    seen: dict[str, int] = {}  # a workload run twice against one target: each has its own key
     for result in bench.results:
         verdicts: list[Verdict] = []
         if bounds:
@@ -337,7 +338,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 verdicts, failed = exc.verdicts, failed + exc.failed
         elif isinstance(error, SLOFailure):
             verdicts = error.verdicts
-        state.entries.append(make_entry(item.nodeid, result, verdicts, _backend_of(result)))
+        entry = make_entry(item.nodeid, result, verdicts, _backend_of(result))
+        repeat = seen.get(entry["key"], 0)
+        seen[entry["key"]] = repeat + 1
+        if repeat:
+            entry = make_entry(item.nodeid, result, verdicts, _backend_of(result), repeat=repeat)
+        state.entries.append(entry)
     _export_records(item, bench)
     if error is not None:
         raise error
@@ -429,10 +435,10 @@ def _compare(config: pytest.Config, state: _SessionState, history: Any) -> bool:
     if cmp.no_baseline:
         policy = config.getoption("servebench_no_baseline")
         total = len(cmp.no_baseline) + cmp.compared
-        text = (f"{len(cmp.no_baseline)} test(s) have no baseline ({ref}) in "
+        text = (f"{len(cmp.no_baseline)} result(s) have no baseline ({ref}) in "
                 f"{history.path}; they were not compared")
         if 2 * len(cmp.no_baseline) > total:
-            text = (f"MOST TESTS WERE NOT COMPARED: {len(cmp.no_baseline)} of {total} have no "
+            text = (f"MOST RESULTS WERE NOT COMPARED: {len(cmp.no_baseline)} of {total} have no "
                     f"baseline ({ref}) in {history.path}. A first run has none; otherwise the "
                     "tests, targets or workloads changed since the baseline (its key: test id, "
                     "target name and shape, backend, workload)")
@@ -485,7 +491,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                 terminalreporter.write_line(line)
         n = len(cmp.regressions)
         terminalreporter.write_line(
-            f"{cmp.compared} test(s) compared, {len(cmp.no_baseline)} without a baseline; "
+            f"{cmp.compared} result(s) compared, {len(cmp.no_baseline)} without a baseline; "
             f"metrics: {cmp.tally()}")
         undecided = len(cmp.inconclusive)
         terminalreporter.write_line(

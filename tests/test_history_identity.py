@@ -109,10 +109,10 @@ def test_a_second_local_run_finds_its_baseline(pytester: pytest.Pytester, kind: 
             "-p", "no:cacheprovider"]
     first = pytester.runpytest_subprocess(*args)
     first.assert_outcomes(passed=1)
-    first.stdout.fnmatch_lines(["*MOST TESTS WERE NOT COMPARED: 1 of 1 have no baseline*"])
+    first.stdout.fnmatch_lines(["*MOST RESULTS WERE NOT COMPARED: 1 of 1 have no baseline*"])
     second = pytester.runpytest_subprocess(*args)
     second.assert_outcomes(passed=1)
-    second.stdout.fnmatch_lines(["*1 test(s) compared, 0 without a baseline*"])
+    second.stdout.fnmatch_lines(["*1 result(s) compared, 0 without a baseline*"])
     assert "no baseline" not in second.stdout.str()
 
 
@@ -137,3 +137,27 @@ def test_version_1_histories_get_identity_keys(tmp_path: Path) -> None:
     ident: Mapping[str, Any] = migrated[0]["entries"][0]["identity"]
     assert "endpoint_url" not in ident["target"] and ident["target"]["memory_mb"] == 512
     assert path.read_text().startswith('{"schema_version": 1')  # reading never rewrites
+
+
+REPEATS = """
+from pytest_servebench import ClosedLoop
+
+def test_three_times(servebench):
+    for _ in range(3):
+        servebench.run(ClosedLoop(concurrency=1, requests=30), payload=b"x")
+"""
+
+
+def test_a_workload_run_three_times_in_a_test_keeps_three_keys(
+        pytester: pytest.Pytester, loopback: Callable[..., LoopbackServer]) -> None:
+    server = loopback()
+    pytester.makepyfile(REPEATS)
+    args = ["--target=http", f"--servebench-url={server.url}", "--servebench-compare",
+            "--servebench-compare-fail=p50:50%"]
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    second = pytester.runpytest(*args)
+    second.stdout.fnmatch_lines(["*3 result(s) compared, 0 without a baseline*"])
+    entries = json.loads((pytester.path / ".servebench" / "history.json").read_text()
+                         )["runs"][-1]["entries"]
+    assert len({e["key"] for e in entries}) == 3
+    assert [e["identity"].get("repeat", 0) for e in entries] == [0, 1, 2]

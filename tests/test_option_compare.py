@@ -49,7 +49,7 @@ def test_compare_gates_a_slower_target(pytester: pytest.Pytester,
             "--servebench-compare-fail=p50:10%"]
     first = pytester.runpytest(*args)
     assert first.ret == 0  # no baseline yet: warn and pass
-    first.stdout.fnmatch_lines(["*MOST TESTS WERE NOT COMPARED: 2 of 2 have no baseline (last)*"])
+    first.stdout.fnmatch_lines(["*MOST RESULTS WERE NOT COMPARED: 2 of 2 have no baseline (last)*"])
     same = pytester.runpytest(*args)
     assert same.ret == 0
     same.stdout.fnmatch_lines(["*no regression*"])
@@ -67,7 +67,7 @@ def test_no_baseline_policy_fail(pytester: pytest.Pytester,
     result = pytester.runpytest("--target=http", f"--servebench-url={server.url}",
                                 "--servebench-compare", "--servebench-no-baseline=fail")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*servebench error: MOST TESTS WERE NOT COMPARED: 2 of 2*"])
+    result.stdout.fnmatch_lines(["*servebench error: MOST RESULTS WERE NOT COMPARED: 2 of 2*"])
 
 
 SMALL = """
@@ -93,7 +93,7 @@ def test_inconclusive_policy(pytester: pytest.Pytester, policy: str,
         "*test_small*p99*inconclusive*",
         "*inconclusive (neither a regression nor its absence could be shown):*",
         "*test_small p99: the interval is unbounded at this sample size: at least * requests*",
-        "*1 test(s) compared, 0 without a baseline; metrics: 0 regression, 0 improvement, "
+        "*1 result(s) compared, 0 without a baseline; metrics: 0 regression, 0 improvement, "
         "0 unchanged, 1 inconclusive*",
         "*no regression shown (1 inconclusive)*"])
     if policy == "fail":
