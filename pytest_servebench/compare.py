@@ -37,6 +37,7 @@ exceed it to be significant, and the interval of "unchanged" widens by it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -637,8 +638,9 @@ def compare_run(current_entries: Sequence[Mapping[str, Any]], runs: Sequence[Map
             missing.append(str(entry["nodeid"]))
             continue
         compared += 1
-        earlier = [e for e in (_entry_of(r, entry["key"]) for r in everything)
-                   if e is not None][:NOISE_RUNS]
+        earlier = list(itertools.islice(
+            (e for e in (_entry_of(r, entry["key"]) for r in everything) if e is not None),
+            NOISE_RUNS))
         changes.extend(compare_entries(entry, found, thresholds, alpha=alpha, earlier=earlier))
     return Comparison(ref, tuple(changes), tuple(missing), machine_differs, compared)
 
