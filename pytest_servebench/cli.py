@@ -30,7 +30,13 @@ def _load(args: argparse.Namespace) -> int:
         "success_ratio": r.success_ratio, "throughput": r.throughput,
         **{f"{name}_s": getattr(r.latency, name).value
            for name in ("p50", "p90", "p99", "p999", "mean", "max")},
+        "timed_out": r.censored,
     }
+    if r.schedule_lag is not None:
+        summary["lag_p99_s"] = r.schedule_lag.p99_s
+        summary["late"] = r.schedule_lag.late
+    if not r.valid:
+        summary["INVALID"] = r.invalid_reason
     _print(summary, args.json)
     code = 0
     if args.slo:

@@ -45,16 +45,22 @@ def test_memory_size_shapes_cold_start_and_warm_latency(docker_backend: Any,
     cold_s, warm_ms = {}, {}
     for mb in (512, 1024, 2048):
         fn = docker_backend.function("mobilenet_v2", memory_mb=mb, name=f"shape-{mb}")
-        result = Servebench(target=fn).run(ClosedLoop(concurrency=1, requests=16),
-                                           payload=image)
-        assert result.success_ratio == 1.0, result.errors
-        cold = [r.reply for r in result.records if r.reply.cold_start]
-        assert len(cold) == 1
-        assert cold[0].init_duration_s is not None
-        cold_s[mb] = next(r.latency_s for r in result.records if r.reply.cold_start)
-        warm_ms[mb] = statistics.median(r.latency_s * 1000 for r in result.records
-                                        if r.reply.cold_start is False)
-        docker_backend.force_cold(fn)  # its container goes now, not after the keep-alive
+        colds = []
+        # Three cold starts per size, compared by their medians: one sample each flaked on a
+        # busy machine (1,024 MB once started slower than 2,048 MB).
+        for repeat in range(3):
+            result = Servebench(target=fn).run(
+                ClosedLoop(concurrency=1, requests=16 if repeat == 0 else 1), payload=image)
+            assert result.success_ratio == 1.0, result.errors
+            cold = [r.reply for r in result.records if r.reply.cold_start]
+            assert len(cold) == 1
+            assert cold[0].init_duration_s is not None
+            colds.append(next(r.latency_s for r in result.records if r.reply.cold_start))
+            if repeat == 0:
+                warm_ms[mb] = statistics.median(r.latency_s * 1000 for r in result.records
+                                                if r.reply.cold_start is False)
+            docker_backend.force_cold(fn)  # its container goes now, not after the keep-alive
+        cold_s[mb] = statistics.median(colds)
     print(f"cold s {cold_s}, warm p50 ms {warm_ms}")
     assert cold_s[512] > cold_s[1024] > cold_s[2048]
     # 0.29 vs 1.16 vCPU: four times the CPU; ask for half of that to stay clear of noise.

@@ -24,7 +24,7 @@ def test_docker_targets_deployed_twice_share_a_key(docker_backend: Any) -> None:
         fn = docker_backend.function("text_rf", memory_mb=512)
         again = docker_backend.function("text_rf", memory_mb=512)
         assert _key(fn) == _key(again)
-        assert fn.describe()["launcher"] == "docker"
+        assert fn.describe()["backend"] == "docker"
     finally:
         docker_backend.stop_server(first)
         docker_backend.stop_server(second)
