@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_servebench import Result
+from pytest_servebench import Estimate, Result
 
 SLO_FILE = Path(__file__).with_name("slo.toml")
 
@@ -101,8 +101,33 @@ def deploy_on_demand() -> Callable[..., Any]:
     return on_demand
 
 
+# Findings compare what two cases measured in the same run, on a machine that other work
+# shares: a point estimate moves with that load, so a finding asserts on the 95% intervals
+# (``Estimate.low``/``high``). "A is faster than B" holds when A's interval lies wholly below
+# B's (``a.high < b.low``); "A is about as fast as B" fails only when A is decidedly slower
+# (``a.low > factor * b.high``, the factor in slo.toml). Test modules reach these helpers
+# through the ``findings`` fixture (``findings.shown(...)``): a conftest is not importable.
+
+
+def shown(e: Estimate, scale: float = 1000.0, unit: str = "ms") -> str:
+    """An estimate and its interval for a failure message: ``12.3 ms [11, 14.1] (n=40)``."""
+    return (f"{e.value * scale:.4g} {unit} [{e.low * scale:.4g}, {e.high * scale:.4g}] "
+            f"(n={e.n})")
+
+
+def median_of(values: Iterable[float]) -> Estimate:
+    """The median of raw samples (billed durations, cold starts) with its distribution-free
+    95% interval (-inf/inf on a side that too few samples cannot bound)."""
+    from pytest_servebench.stats import quantile_estimate
+
+    return quantile_estimate(sorted(values), 0.5)
+
+
 class Findings:
     """Results measured by a study's cases, keyed by whatever the study compares."""
+
+    shown = staticmethod(shown)
+    median_of = staticmethod(median_of)
 
     def __init__(self) -> None:
         self.results: dict[str, dict[Any, Result]] = defaultdict(dict)

@@ -16,6 +16,7 @@ heavy model's function through the Invoke API, the answer written back to S3.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from typing import Any
 
@@ -91,28 +92,42 @@ def test_cold_and_warm_billing(servebench: Any, servebench_backend: Any, detecto
                                findings: Any, slo: dict[str, Any], photo: bytes,
                                model: str) -> None:
     fn = detector(model)
-    servebench_backend.force_cold(fn)
-    cold = servebench.run(ClosedLoop(concurrency=1, requests=1), payload=photo, target=fn)
-    cold.check("success_ratio >= 1", f"max < {slo['cold_start_max']}")
+    cold_billed: list[float] = []
+    for _ in range(slo["cold_repeats"]):
+        servebench_backend.force_cold(fn)
+        cold = servebench.run(ClosedLoop(concurrency=1, requests=1), payload=photo, target=fn)
+        cold.check("success_ratio >= 1", f"max < {slo['cold_start_max']}")
+        c = cold.records[0].reply
+        assert c.cold_start
+        # Billed time counts the init phase on a cold start (AWS's rule since August 2025).
+        assert c.billed_duration_s is not None and c.init_duration_s is not None
+        assert c.billed_duration_s >= c.init_duration_s + (c.duration_s or 0) - 0.001
+        cold_billed.append(c.billed_duration_s)
     warm = servebench.run(ClosedLoop(concurrency=1, requests=10), payload=photo, target=fn)
-    c, w = cold.records[0].reply, [r.reply for r in warm.records]
-    assert c.cold_start and all(r.cold_start is False for r in w)
-    findings.values[STUDY][("billed", model)] = (c.billed_duration_s,
-                                                 max(r.billed_duration_s or 0 for r in w))
+    w = [r.reply for r in warm.records]
+    assert all(r.cold_start is False for r in w)
+    findings.values[STUDY][("billed", model)] = (cold_billed,
+                                                 [r.billed_duration_s or 0 for r in w])
     findings.values[STUDY][("memory", model)] = max(r.max_memory_mb or 0 for r in w)
-    # Billed time counts the init phase on a cold start (AWS's rule since August 2025).
-    assert c.billed_duration_s is not None and c.init_duration_s is not None
-    assert c.billed_duration_s >= c.init_duration_s + (c.duration_s or 0) - 0.001
 
 
 def test_finding_the_heavy_model_costs_more_time_and_memory(findings: Any) -> None:
+    """Billed time: the warm calls' medians, decidedly apart (95% intervals); the cold starts'
+    medians (cold_repeats of them, too few for an interval; about 3x apart here)."""
     got = findings.values.get(STUDY, {})
     needed = [("billed", m) for m in MODELS] + [("memory", m) for m in MODELS]
     if any(k not in got for k in needed):
         pytest.skip("needs the cold/warm billing of both models in this run")
-    (light_cold, light_warm), (heavy_cold, heavy_warm) = (got[("billed", m)] for m in MODELS)
-    assert heavy_warm > light_warm and heavy_cold > light_cold
-    assert got[("memory", "ssd_resnet50")] > got[("memory", "ssdlite_mobilenet_v2")]
+    (light_cold, light_warm), (heavy_cold, heavy_warm) = (
+        (statistics.median(cold), findings.median_of(warm))
+        for cold, warm in (got[("billed", m)] for m in MODELS))
+    assert heavy_warm.low > light_warm.high, (
+        f"warm billed time: {HEAVY_MODEL} {findings.shown(heavy_warm)} is not decidedly above "
+        f"{MODELS[0]} {findings.shown(light_warm)}")
+    assert heavy_cold > light_cold, (
+        f"median cold billed time: {HEAVY_MODEL} {heavy_cold * 1000:.0f} ms, "
+        f"{MODELS[0]} {light_cold * 1000:.0f} ms")
+    assert got[("memory", "ssd_resnet50")] > got[("memory", "ssdlite_mobilenet_v2")], got
 
 
 @LAMBDA
@@ -169,7 +184,10 @@ def test_finding_a_model_from_s3_delays_the_server_start(findings: Any) -> None:
     got = findings.values.get(STUDY, {})
     if ("server_ready_s", "s3") not in got or ("server_ready_s", "package") not in got:
         pytest.skip("needs both server architectures measured in this run")
-    assert got[("server_ready_s", "s3")] > got[("server_ready_s", "package")], got
+    # One start each, about 6x apart here (the download from S3 takes seconds on its own).
+    assert got[("server_ready_s", "s3")] > got[("server_ready_s", "package")], (
+        f"ready after {got[('server_ready_s', 's3')]:.2f} s loading the model from S3 vs "
+        f"{got[('server_ready_s', 'package')]:.2f} s with it on disk")
 
 
 @LAMBDA
@@ -223,20 +241,32 @@ def test_s3_upload_triggers_an_encoding_function_that_calls_an_inference_functio
     findings.results[STUDY][("encoder-function", HEAVY_MODEL)] = result
 
 
-def test_finding_the_all_serverless_pipeline_bills_two_functions(findings: Any) -> None:
+def test_finding_the_all_serverless_pipeline_bills_two_functions(findings: Any,
+                                                                 slo: dict[str, Any]) -> None:
     """Architecture 6 against 5 (the image in the body of one function): the pipeline is
     slower, and its encoder is billed for the whole wait on the inference function, so a
-    request pays for the inference twice over in time (once in each function)."""
-    import statistics
+    request pays for the inference twice over in time (once in each function).
 
+    The pipeline adds a resize and a hop to the same inference (about 15% here), and the two
+    are measured seconds apart: each comparison fails when the side expected larger is
+    decidedly below the other (95% intervals) by more than ``drift_tolerance``."""
     body, pipeline = findings.need(STUDY, [(HEAVY_MODEL, "body"),
                                            ("encoder-function", HEAVY_MODEL)],
                                    "the heavy model's body path and the pipeline")
     assert body.cost is not None and pipeline.cost is not None
-    assert pipeline.p50.value > body.p50.value
-    encoder_billed = statistics.median(r.reply.billed_duration_s or 0 for r in pipeline.records)
-    inference = statistics.median(r.reply.duration_s or 0 for r in body.records)
-    assert encoder_billed >= inference, (encoder_billed, inference)
+    tolerance = slo["drift_tolerance"]
+    assert pipeline.p50.high * tolerance >= body.p50.low, (
+        f"the pipeline's p50 {findings.shown(pipeline.p50)} is decidedly below one "
+        f"function's {findings.shown(body.p50)}")
+    encoder_billed = findings.median_of(r.reply.billed_duration_s or 0
+                                        for r in pipeline.records)
+    inference = findings.median_of(r.reply.duration_s or 0 for r in body.records)
+    assert encoder_billed.high * tolerance >= inference.low, (
+        f"the encoder's median billed time {findings.shown(encoder_billed)} is decidedly below "
+        f"the inference it waits for, {findings.shown(inference)}")
+    print(f"p50: one function {findings.shown(body.p50)}, pipeline "
+          f"{findings.shown(pipeline.p50)}; encoder billed {findings.shown(encoder_billed)} "
+          f"vs inference {findings.shown(inference)}")
     print(f"per million: one function ${body.cost.usd_per_million:.2f}, pipeline "
           f"${pipeline.cost.usd_per_million + body.cost.usd_per_million:.2f} "
           f"(encoder ${pipeline.cost.usd_per_million:.2f} + inference)")

@@ -13,7 +13,6 @@ starts and cost need a platform this suite deploys, and say so.
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any
 
@@ -68,7 +67,7 @@ def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
 def test_cold_start(servebench: Any, servebench_backend: Any, deployed: Any, findings: Any,
                     slo: dict[str, Any], image: bytes, platform: str,
                     config: tuple[int, float]) -> None:
-    colds = []
+    colds: list[float] = []
     for _ in range(slo["cold_repeats"]):
         if platform == "lambda":
             fn = deployed(platform, config)
@@ -85,18 +84,25 @@ def test_cold_start(servebench: Any, servebench_backend: Any, deployed: Any, fin
             colds.append(time.perf_counter() - started)
             servebench_backend.stop_server(task)
         r.check("success_ratio >= 1", f"max < {slo['cold_start_max']}")
-    findings.values[STUDY][("cold", platform, config)] = statistics.median(colds)
+    findings.values[STUDY][("cold", platform, config)] = colds
 
 
 def test_finding_more_cpu_starts_faster(findings: Any, platform: str) -> None:
+    """The fastest of the largest configuration's cold starts against the fastest of the
+    smallest's (cold_repeats each: too few for an interval). Load only ever adds to a cold
+    start, and unevenly: the smallest configuration is held to about a quarter of a core
+    whatever the machine is doing, while the largest gets only the CPU the machine has spare,
+    so the medians of three can meet on a busy machine; each configuration's best start is
+    what its CPU allows."""
     got = findings.values.get(STUDY, {})
-    colds = [got.get(("cold", platform, c)) for c in CONFIGS]
-    if None in colds:
+    colds: list[list[float] | None] = [got.get(("cold", platform, c)) for c in CONFIGS]
+    if any(c is None for c in colds):
         pytest.skip(f"needs the {platform} cold starts of all three configurations in this run")
-    assert colds[0] > colds[2], (
+    best = [min(c) for c in colds if c is not None]
+    assert best[-1] < best[0], (
         f"{platform} cold start should fall from the smallest to the largest configuration: "
-        + ", ".join(f"{_config_id(c)} {v * 1000:.0f} ms"
-                    for c, v in zip(CONFIGS, colds, strict=True)))
+        + "; ".join(f"{_config_id(c)} " + ", ".join(f"{v * 1000:.0f}" for v in sorted(vs))
+                    + " ms" for c, vs in zip(CONFIGS, colds, strict=True) if vs is not None))
 
 
 def test_warm_latency_by_payload(servebench: Any, deployed: Any, findings: Any,
@@ -117,9 +123,10 @@ def test_finding_latency_grows_with_payload(findings: Any, slo: dict[str, Any],
     sizes = slo["payload_sizes"]
     runs = findings.need(STUDY, [("payload", platform, s) for s in sizes],
                          f"the {platform} payload sweep")
-    assert runs[0].p50.value < runs[-1].p50.value, (
-        f"{platform}: p50 {runs[0].p50.value * 1000:.1f} ms at {sizes[0]} B vs "
-        f"{runs[-1].p50.value * 1000:.1f} ms at {sizes[-1]} B")
+    # Decidedly (95% intervals): the largest payload takes several times the smallest here.
+    assert runs[0].p50.high < runs[-1].p50.low, (
+        f"{platform}: p50 {findings.shown(runs[0].p50)} at {sizes[0]} B is not decidedly "
+        f"below {findings.shown(runs[-1].p50)} at {sizes[-1]} B")
 
 
 def test_throughput_by_users(servebench: Any, deployed: Any, findings: Any,

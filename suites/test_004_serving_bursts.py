@@ -68,12 +68,16 @@ def test_bursty_workload(servebench: Any, deployed: Any, findings: Any, slo: dic
     result.check(f"success_ratio >= {slo['bursty_success_min']}")
 
 
-def test_finding_serverless_latency_stays_flat_across_bursts(findings: Any) -> None:
+def test_finding_serverless_latency_stays_flat_across_bursts(findings: Any,
+                                                             slo: dict[str, Any]) -> None:
+    """Flat: no workload's p50 is decidedly (95% intervals) above ``burst_p50_spread_max``
+    times another's."""
     runs = findings.need(STUDY, [("lambda", p) for p in PEAKS], "the Lambda bursts")
-    p50s = [r.p50.value for r in runs]
-    assert max(p50s) <= 2 * min(p50s), (
-        "median latency should not grow with the burst peak: "
-        + ", ".join(f"workload-{p}: {v * 1000:.1f} ms" for p, v in zip(PEAKS, p50s, strict=True)))
+    spread = slo["burst_p50_spread_max"]
+    assert max(r.p50.low for r in runs) <= spread * min(r.p50.high for r in runs), (
+        f"median latency should not grow past {spread}x across the burst peaks: "
+        + ", ".join(f"workload-{p}: {findings.shown(r.p50)}"
+                    for p, r in zip(PEAKS, runs, strict=True)))
 
 
 def test_finding_servers_queue_at_the_peak() -> None:
@@ -88,7 +92,7 @@ def test_runtime_cold_and_warm(servebench: Any, servebench_backend: Any, deploye
                                findings: Any, slo: dict[str, Any], image: bytes,
                                runtime: str) -> None:
     fn = deployed(runtime)
-    colds = []
+    colds: list[float] = []
     for _ in range(slo["cold_repeats"]):
         servebench_backend.force_cold(fn)
         cold = servebench.run(ClosedLoop(concurrency=1, requests=1), payload=image, target=fn)
@@ -104,9 +108,15 @@ def test_finding_onnx_runtime_starts_and_serves_faster(findings: Any) -> None:
     warm_onnx, warm_torch = findings.need(STUDY, [("warm", "onnx"), ("warm", "torch")],
                                           "the runtime comparison")
     cold = findings.values[STUDY]
-    assert cold[("cold", "onnx")] < cold[("cold", "torch")], cold
-    assert warm_onnx.p50.value < warm_torch.p50.value
-    assert warm_onnx.cost.usd_per_million < warm_torch.cost.usd_per_million
+    # Medians of cold_repeats cold starts (too few for an interval; 10x apart here).
+    assert cold[("cold", "onnx")] < cold[("cold", "torch")], (
+        f"median cold start: onnx {cold[('cold', 'onnx')]:.2f} s, "
+        f"torch {cold[('cold', 'torch')]:.2f} s")
+    assert warm_onnx.p50.high < warm_torch.p50.low, (
+        f"warm p50: onnx {findings.shown(warm_onnx.p50)} is not decidedly below torch "
+        f"{findings.shown(warm_torch.p50)}")
+    assert warm_onnx.cost.usd_per_million < warm_torch.cost.usd_per_million, (
+        warm_onnx.cost.usd_per_million, warm_torch.cost.usd_per_million)
 
 
 @pytest.mark.study_target("lambda")
@@ -154,5 +164,7 @@ def test_finding_batching_trades_latency_for_cost(findings: Any, slo: dict[str, 
     per_image = [r.cost.usd_per_request / b for r, b in zip(runs, sizes, strict=True)]
     # Cost per image falls with the batch (the per-call fee and overhead are shared) ...
     assert per_image[-1] < per_image[0], per_image
-    # ... while each call takes longer.
-    assert runs[-1].p50.value > runs[0].p50.value
+    # ... while each call takes decidedly longer (95% intervals).
+    assert runs[-1].p50.low > runs[0].p50.high, (
+        f"p50 per call: batch {sizes[-1]} {findings.shown(runs[-1].p50)} is not decidedly "
+        f"above batch {sizes[0]} {findings.shown(runs[0].p50)}")
