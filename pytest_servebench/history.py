@@ -232,6 +232,27 @@ def new_run(entries: list[dict[str, Any]], *, backend: str, name: str | None = N
     }
 
 
+def _shape_problem(data: Any, *, need_keys: bool) -> str | None:
+    """What is wrong with the shape of a history's data, or None: the runs (a list of objects,
+    at the top or under ``runs``) and their entries (lists of objects; with ``need_keys``, each
+    with its string key). ``migrate`` reports a missing or unknown schema_version."""
+    runs = data.get("runs") if isinstance(data, dict) else data
+    if not isinstance(runs, list):
+        return f"its runs are {type(runs).__name__}, not a list"
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            return f"run {i} is {type(run).__name__}, not an object"
+        entries = run.get("entries")
+        if not isinstance(entries, list):
+            return f"run {i} has no list of entries"
+        for j, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                return f"entry {j} of run {i} is {type(entry).__name__}, not an object"
+            if need_keys and not isinstance(entry.get("key"), str):
+                return f"entry {j} of run {i} has no key"
+    return None
+
+
 @dataclass(frozen=True)
 class History:
     """A history file. ``load()`` reads it; ``append()`` adds a run under the lock."""
@@ -249,21 +270,48 @@ class History:
         return FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
 
     def load(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {"schema_version": SCHEMA_VERSION, "runs": []}
-        text = self.path.read_text()
+        """The history's data, migrated to the current schema. Anything that makes it unusable
+        (unreadable, not JSON, binary, the wrong shape, a directory, a newer version) raises
+        ``HistoryError``; the file is never touched."""
+        kept = "it was left as it is"
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            if not self.path.exists():
+                return {"schema_version": SCHEMA_VERSION, "runs": []}
+            if self.path.is_dir():
+                raise HistoryError(
+                    f"{self.path} is a directory, not a history file; {kept}. Point "
+                    "--servebench-history at a file.")
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise HistoryError(f"{self.path} cannot be read ({exc.strerror or exc}); "
+                               f"{kept}") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
             raise HistoryError(
-                f"{self.path} is not valid JSON ({exc}); it was left as it is. Move it aside "
+                f"{self.path} is not valid JSON: it is not UTF-8 text (binary data? {exc}); "
+                f"{kept}. Move it aside (or repair it) to start a new history.") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, nesting too deep
+            raise HistoryError(
+                f"{self.path} is not valid JSON ({exc}); {kept}. Move it aside "
                 "(or repair it) to start a new history.") from None
+        migrated: dict[str, Any] | None = None
+        problem: str | None
         try:
-            return migrate(data, str(self.path))
+            migrated = migrate(data, str(self.path))
         except HistoryError as exc:
-            if str(exc).startswith(str(self.path)):
-                raise
-            raise HistoryError(f"{self.path} {exc}; it was left as it is") from None
+            text = str(exc) if str(exc).startswith(str(self.path)) else f"{self.path} {exc}"
+            raise HistoryError(text if "left as it is" in text else f"{text}; {kept}") from None
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # An old version whose runs or entries have the wrong shape for its migration.
+            problem = (_shape_problem(data, need_keys=False)
+                       or f"it could not be migrated ({type(exc).__name__}: {exc})")
+        else:
+            problem = _shape_problem(migrated, need_keys=True)
+        if problem is not None or migrated is None:
+            raise HistoryError(f"{self.path} is not a pytest-servebench history: {problem}; "
+                               f"{kept}. Move it aside (or repair it) to start a new history.")
+        return migrated
 
     def runs(self) -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = self.load()["runs"]

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .options import BUILTIN_TARGETS
+
 if TYPE_CHECKING:
     from .compare import Comparison
     from .cost import CostEstimate
@@ -35,7 +37,6 @@ STATE_KEY = pytest.StashKey[_SessionState]()
 PRICES_KEY = pytest.StashKey["PriceBook"]()
 BENCH_KEY = pytest.StashKey["Servebench"]()
 BACKEND_KEY = pytest.StashKey[Any]()
-BUILTIN_TARGETS = ("http", "lambda", "ec2", "fargate", "sagemaker")
 BACKENDS = ("local", "docker")
 
 
@@ -127,6 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "aws: talks to AWS (or moto standing in for it)")
     config.stash[STATE_KEY] = _SessionState()
     _settings(config)  # a bad setting is a usage error before anything is deployed
+    from .options import check_options
+
+    check_options(config, price_book=_price_book)
     from . import xdist
 
     config.pluginmanager.register(xdist, "servebench-xdist")
@@ -147,6 +151,59 @@ def _settings(config: pytest.Config) -> Settings:
         )
     except ValueError as exc:
         raise pytest.UsageError(f"servebench: {exc}") from exc
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """``--target=NAME`` that nothing can provide is a usage error once collection has loaded
+    every conftest. Asking the hook would deploy the target, so this only looks at who
+    implements it: when no plugin or conftest other than this one does, only the built-in
+    names can exist. Otherwise a name none of them provides is reported when the target
+    fixture asks for it (the same usage error, at the first test that uses it)."""
+    config = session.config
+    name = config.getoption("servebench_target")
+    # An xdist worker cannot stop the session with a usage error (the controller reports an
+    # INTERNALERROR): there the fixture's error, per test, remains.
+    if not name or name in BUILTIN_TARGETS or hasattr(config, "workerinput"):
+        return
+    others = [impl for impl in config.pluginmanager.hook.pytest_servebench_make_target
+              .get_hookimpls()
+              if impl.function is not pytest_servebench_make_target
+              and not (impl.hookwrapper or impl.wrapper)]
+    if not others:
+        from .options import unknown_target
+
+        raise pytest.UsageError(unknown_target(name))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str,
+                              obj: object) -> Generator[None, Any, Any]:
+    """A test with a malformed ``@pytest.mark.slo`` becomes a collection error of its own,
+    reported once with the bound and why (as pytest reports a malformed ``parametrize``), so
+    the session stops before anything is deployed instead of failing every test after its
+    benchmark has run. The module's other tests are still collected, so every bad marker is
+    reported in the same run."""
+    made = yield
+    if not isinstance(made, list):
+        return made
+    from .options import BadSLOMarker, slo_marker_problems
+
+    good: list[Any] = []
+    bad: list[tuple[str, list[str]]] = []
+    for node in made:
+        problems = slo_marker_problems(node) if isinstance(node, pytest.Item) else []
+        if problems:
+            bad.append((node.nodeid.partition("::")[2], problems))
+        else:
+            good.append(node)
+    if not bad:
+        return made
+    if not good and all(problems == bad[0][1] for _, problems in bad):
+        # The function's own marker: once, not once per parameter.
+        test = f"{collector.nodeid}::{name}".partition("::")[2]
+        bad = [(test, bad[0][1])]
+    lines = [f"{test}: {problem}" for test, problems in bad for problem in problems]
+    return [*good, BadSLOMarker.from_parent(collector, name=name, problems=lines)]
 
 
 def _backend(config: pytest.Config) -> Any:
@@ -187,12 +244,9 @@ def _backend_target(config: pytest.Config, name: str) -> Target:
                                               memory_mb=config.getoption("servebench_memory_mb"))
             return target
         if name == "fargate":
-            raw = config.getoption("servebench_task_size")
-            try:
-                vcpu, gb = (float(x) for x in raw.split("/"))
-            except ValueError:
-                raise pytest.UsageError(
-                    f"--servebench-task-size: expected VCPU/GB like 1/2, got {raw!r}") from None
+            from .options import task_size
+
+            vcpu, gb = task_size(config.getoption("servebench_task_size"))
             target = backend.server(model, platform="fargate", vcpu=vcpu, memory_gb=gb)
             return target
         target = backend.server(model, platform=name,
@@ -220,15 +274,15 @@ def pytest_servebench_make_target(
 
 def _price_book(config: pytest.Config) -> PriceBook:
     if PRICES_KEY not in config.stash:
-        import os
-
+        from .options import prices_source
         from .pricebook import PriceBookError, load_price_book
 
-        path = config.getoption("servebench_prices") or os.environ.get("SERVEBENCH_PRICES")
+        source, path = prices_source(config)
         try:
             config.stash[PRICES_KEY] = load_price_book(path)
         except PriceBookError as exc:
-            raise pytest.UsageError(f"servebench: {exc}") from exc
+            raise pytest.UsageError(f"{source}: {exc}" if path else f"servebench: {exc}") \
+                from exc
     return config.stash[PRICES_KEY]
 
 
@@ -254,10 +308,9 @@ def servebench_target(pytestconfig: pytest.Config) -> Iterator[Target | None]:
         return
     manager = pytestconfig.hook.pytest_servebench_make_target(config=pytestconfig, name=name)
     if manager is None:
-        raise pytest.UsageError(
-            f"--target={name}: no backend provides this target "
-            f"(built in: {', '.join(BUILTIN_TARGETS)}; plugins add more)"
-        )
+        from .options import unknown_target
+
+        raise pytest.UsageError(unknown_target(name))
     with manager as target:
         yield target
 

@@ -107,10 +107,19 @@ def parse_slo(text: str) -> SLO:
     metric, op, unit = m["metric"].lower(), m["op"], m["unit"]
     num = float(m["num"])
     kind = _kind(metric)
+    pct = re.fullmatch(r"(?:cold_start_|init_duration_)?p(\d+(?:\.\d+)?)", metric)
+    if pct:  # read as result.quantile_of reads it: p999 is 99.9, p9999 99.99
+        digits = pct[1]
+        if "." not in digits and len(digits) > 2 and digits.startswith("99"):
+            digits = "99." + digits[2:]
+        if float(digits) > 100:
+            raise SLOSyntaxError(f"{text!r}: no percentile above 100 (p50, p99, p999 = p99.9)")
     if kind == "latency":
         if unit.lower() not in _TIME_UNITS and unit not in _TIME_UNITS:
             raise SLOSyntaxError(f"{text!r}: unknown time unit {unit!r} (use s, ms or us)")
         bound = num * _TIME_UNITS.get(unit, _TIME_UNITS.get(unit.lower(), 1.0))
+        if bound < 0:
+            raise SLOSyntaxError(f"{text!r}: a latency bound cannot be negative")
     elif kind == "ratio":
         if unit not in ("", "%"):
             raise SLOSyntaxError(f"{text!r}: a ratio takes no unit or %")

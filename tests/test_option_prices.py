@@ -65,8 +65,9 @@ def test_corrupt_price_book_is_a_usage_error(pytester: pytest.Pytester,
     pytester.makeconftest(CONFTEST.format(url=server.url))
     pytester.makepyfile(TEST.format(bound=1, hourly=0.085))
     result = pytester.runpytest("--target=c5", f"--servebench-prices={book}")
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(["*price book*book.json is not valid JSON*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # at start-up, before any test runs
+    result.stderr.fnmatch_lines(["*--servebench-prices: price book*book.json is not valid JSON*"])
+    assert server.requests == 0
     assert book.read_text() == "{oops"
 
 

@@ -33,15 +33,15 @@ def test_http_target_runs_against_url(pytester: pytest.Pytester, plugin_args: li
 def test_http_target_needs_url(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(TEST)
     result = pytester.runpytest("--target=http")
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(["*--target=http needs --servebench-url=URL*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # at start-up, before any test runs
+    result.stderr.fnmatch_lines(["*--target=http needs --servebench-url=URL*"])
 
 
 def test_unknown_target_is_named(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(TEST)
     result = pytester.runpytest("--target=mainframe")
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(["*--target=mainframe: no backend provides this target*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # at the end of collection
+    result.stderr.fnmatch_lines(["*--target=mainframe: no backend provides this target*"])
 
 
 def test_no_target_explains_how_to_choose_one(pytester: pytest.Pytester) -> None:
