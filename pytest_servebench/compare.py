@@ -486,12 +486,8 @@ def _decide(nodeid: str, th: Threshold, ev: _Evidence, noise: Noise | None, alph
         hi = centre + math.hypot(hi - centre, band) if math.isfinite(hi) else hi
     bad_up = th.limit > 0  # a rise is bad (latency, cost); else a fall is (throughput...)
     p = ev.p_value
-    # With a noise floor, the change must also clear sampling and run-to-run noise together:
-    # the combined interval excludes no change (two tests passed one by one can both hold
-    # while their sum does not).
-    clears_noise = band == 0 or (lo > 0 if centre > 0 else hi < 0)
     significant = (p is not None and p < alpha and not math.isnan(centre)
-                   and abs(centre) > band and clears_noise)
+                   and _clears_noise(centre, p, band, alpha))
     worse = centre > limit if bad_up else centre < limit
     better = centre < -limit if bad_up else centre > -limit
     ruled_out = hi <= limit if bad_up else lo >= limit  # the interval excludes a regression
@@ -523,6 +519,21 @@ def _decide(nodeid: str, th: Threshold, ev: _Evidence, noise: Noise | None, alph
     return Change(nodeid, th.metric, ev.baseline, ev.current, change, relative, p,
                   significant, verdict, th.text(), from_space(lo), from_space(hi), reason,
                   needed, noise, baseline_runs)
+
+
+def _clears_noise(centre: float, p: float, band: float, alpha: float) -> bool:
+    """With a noise floor, a change must clear sampling and run-to-run noise together, not
+    each alone (two tests passed one by one can both hold while their sum does not). The
+    sampling part is the half-width the metric's own test implies (its p-value read as a
+    normal z), so each metric keeps its test; the mean's interval, widened for an unseen
+    tail, would never clear."""
+    if band == 0:
+        return True
+    from scipy.stats import norm
+
+    z_p = float(norm.isf(p / 2)) if p > 0 else math.inf
+    sampling = float(norm.isf(alpha / 2)) * abs(centre) / z_p
+    return abs(centre) > math.hypot(sampling, band)
 
 
 def _what_would_decide(ev: _Evidence, centre: float, lo: float, hi: float, limit: float,
