@@ -41,7 +41,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .histogram import LatencyHistogram
@@ -573,7 +573,6 @@ class Comparison:
     no_baseline: tuple[str, ...]
     machine_differs: bool
     compared: int = 0
-    counts: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def regressions(self) -> list[Change]:
