@@ -39,7 +39,6 @@ class Servebench:
         self.target = target
         self.settings = settings or Settings()
         self.results: list[Result] = []
-        self.lock_waits_s: list[float] = []  # per run: waited for the machine lock
         self._on_result = on_result
         self._pricer = pricer
 
@@ -71,10 +70,9 @@ class Servebench:
 
         # One measurement at a time on this machine (xdist workers, other sessions); the
         # wait is bounded by this run's own bounds plus a margin.
-        with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S) as waited_s:
+        with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
             recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
                                                time_limit_s=limit_s))
-        self.lock_waits_s.append(waited_s)
         result = summarize(
             recording, target=tgt.name, target_profile=tgt.describe(),
             workload={"str": str(workload), **workload.describe()},
