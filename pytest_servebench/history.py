@@ -318,12 +318,27 @@ class History:
         return runs
 
     def append(self, run: Mapping[str, Any], *, keep: int = DEFAULT_KEEP) -> None:
-        """Add a run, then keep the last ``keep`` runs of every test key."""
-        with self._lock():
-            data = self.load()
-            data["runs"].append(dict(run))
-            data["runs"] = retain(data["runs"], keep)
-            self._write(data)
+        """Add a run, then keep the last ``keep`` runs of every test key. Whatever stops the
+        write (the folder cannot be made, another run holds the lock too long, the disk is
+        full) raises ``HistoryError``; the file as it was is kept."""
+        from filelock import Timeout
+
+        try:
+            with self._lock():
+                data = self.load()
+                data["runs"].append(dict(run))
+                data["runs"] = retain(data["runs"], keep)
+                self._write(data)
+        except Timeout:
+            raise HistoryError(
+                f"{self.path}: another run has held its lock ({self.path}.lock) for more than "
+                f"{LOCK_TIMEOUT_S:g} s; this run was not saved. If no other run is writing, "
+                "remove the lock file.") from None
+        except OSError as exc:
+            where = exc.filename or self.path
+            raise HistoryError(
+                f"{self.path} cannot be written ({where}: {exc.strerror or exc}); this run "
+                "was not saved and the history was left as it is") from None
 
     def _write(self, data: Mapping[str, Any]) -> None:
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp",

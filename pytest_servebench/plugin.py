@@ -153,6 +153,7 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"servebench: {exc}") from exc
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker sends its collection to the controller
 def pytest_collection_finish(session: pytest.Session) -> None:
     """``--target=NAME`` that nothing can provide is a usage error once collection has loaded
     every conftest. Asking the hook would deploy the target, so this only looks at who
@@ -161,18 +162,24 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     fixture asks for it (the same usage error, at the first test that uses it)."""
     config = session.config
     name = config.getoption("servebench_target")
-    # An xdist worker cannot stop the session with a usage error (the controller reports an
-    # INTERNALERROR): there the fixture's error, per test, remains.
-    if not name or name in BUILTIN_TARGETS or hasattr(config, "workerinput"):
+    if not name or name in BUILTIN_TARGETS:
         return
     others = [impl for impl in config.pluginmanager.hook.pytest_servebench_make_target
               .get_hookimpls()
               if impl.function is not pytest_servebench_make_target
               and not (impl.hookwrapper or impl.wrapper)]
-    if not others:
-        from .options import unknown_target
+    if others:
+        return
+    from .options import unknown_target
 
-        raise pytest.UsageError(unknown_target(name))
+    if hasattr(config, "workerinput"):
+        # A usage error raised in an xdist worker reaches the controller as an INTERNALERROR.
+        # Instead the worker hands over no tests and asks the session to stop with the message;
+        # the controller turns that stop into the usage error's exit status (sessionfinish).
+        session.items.clear()
+        session.shouldstop = unknown_target(name)
+        return
+    raise pytest.UsageError(unknown_target(name))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -434,6 +441,10 @@ def _history_path(config: pytest.Config) -> Path:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
+    dsession = config.pluginmanager.getplugin("dsession")  # the xdist controller
+    if dsession is not None and str(getattr(dsession, "shouldstop", "")).startswith(
+            "--target="):  # a worker found the target unknown (pytest_collection_finish)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
     state = config.stash[STATE_KEY]
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the one run

@@ -128,3 +128,27 @@ def test_run_metadata(tmp_path: Path) -> None:
     assert e["latency_s"]["p99"]["value"] == pytest.approx(0.01)
     assert e["histogram"]["counts"] == [50]
     assert time.strptime(run["created_utc"][:19], "%Y-%m-%dT%H:%M:%S")
+
+
+def test_history_under_a_file_is_reported_not_raised(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the history's folder should be")
+    history = History.at(blocker / "history.json")
+    with pytest.raises(HistoryError, match=r"cannot be written.*was not saved"):
+        history.append(new_run([entry()], backend="local"))
+    assert blocker.read_text() == "a file where the history's folder should be"
+
+
+def test_held_lock_is_reported_not_raised(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from filelock import FileLock
+
+    import pytest_servebench.history as history_module
+
+    path = tmp_path / "history.json"
+    History.at(path).append(new_run([entry()], backend="local"))
+    before = path.read_bytes()
+    monkeypatch.setattr(history_module, "LOCK_TIMEOUT_S", 0.2)
+    with FileLock(str(path) + ".lock"), pytest.raises(HistoryError, match="held its lock"):
+        History.at(path).append(new_run([entry("t.py::other")], backend="local"))
+    assert path.read_bytes() == before
