@@ -53,16 +53,41 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "filters on it")
 
 
+def merge_slo(doc: dict[str, Any], backend: str, mode: str, *,
+              source: str = "slo.toml") -> dict[str, Any]:
+    """The bounds and sizes of one backend and mode: ``[defaults]`` overlaid by the backend's
+    section, each with its ``quick``/``full`` table. A key the backend names that the defaults
+    do not know is a usage error (a misspelt bound would otherwise be ignored silently)."""
+    if "defaults" not in doc:
+        raise pytest.UsageError(f"{source} has no [defaults] section")
+    defaults = dict(doc["defaults"])
+    section = dict(doc.get(backend, {}))
+    merged: dict[str, Any] = {}
+    for sizes in ("quick", "full"):
+        base = dict(defaults.pop(sizes, {}))
+        override = dict(section.pop(sizes, {}))
+        unknown = sorted(set(override) - set(base))
+        if unknown:
+            raise pytest.UsageError(f"{source} [{backend}.{sizes}] sets {', '.join(unknown)}, "
+                                    f"which [defaults.{sizes}] does not have (misspelt?)")
+        if sizes == mode:
+            merged.update({**base, **override})
+    unknown = sorted(set(section) - set(defaults))
+    if unknown:
+        raise pytest.UsageError(f"{source} [{backend}] sets {', '.join(unknown)}, which "
+                                "[defaults] does not have (misspelt?)")
+    return {**defaults, **section, **merged, "mode": mode}
+
+
 def load_slo(config: pytest.Config) -> dict[str, Any]:
     """The bounds and sizes for this backend and mode from ``slo.toml``."""
     backend = config.getoption("servebench_backend")
-    doc = tomllib.loads(SLO_FILE.read_text())
-    if backend not in doc:
-        raise pytest.UsageError(f"{SLO_FILE} has no [{backend}] section")
-    section = dict(doc[backend])
     mode = "full" if config.getoption("servebench_full") else "quick"
-    sizes = section.pop("quick"), section.pop("full")
-    return {**section, **(sizes[1] if mode == "full" else sizes[0]), "mode": mode}
+    try:
+        doc = tomllib.loads(SLO_FILE.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise pytest.UsageError(f"{SLO_FILE}: not valid TOML ({exc})") from None
+    return merge_slo(doc, backend, mode, source=str(SLO_FILE))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

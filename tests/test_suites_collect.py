@@ -75,3 +75,40 @@ def test_an_http_endpoint_gets_the_sweeps_and_the_bursts(tmp_path: Path) -> None
     assert "--target=http measures a running endpoint" in out.stdout
     summary = out.stdout.strip().splitlines()[-1]
     assert "failed" not in summary and summary.startswith("13 passed"), summary
+
+
+def _suites_conftest() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("suites_conftest_under_test",
+                                                  ROOT / "suites" / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_slo_toml_defaults_once_backends_override() -> None:
+    """Every bound is written once under [defaults]; a backend section overrides what differs;
+    a misspelt key in an override is a usage error, not an ignored bound."""
+    import tomllib
+
+    import pytest
+
+    merge = _suites_conftest().merge_slo  # type: ignore[attr-defined]
+    doc = tomllib.loads((ROOT / "suites" / "slo.toml").read_text())
+    local = merge(doc, "local", "quick")
+    assert local["tail"] == "p90" and local["concurrency"] == [1, 4, 16]
+    assert local == merge(doc, "docker", "quick") == merge(doc, "aws", "quick")  # no overrides
+    assert merge(doc, "local", "full")["tail"] == "p99"
+    doc["docker"] = {"warm_tail_max": "3s", "quick": {"warm_requests": 80}}
+    docker = merge(doc, "docker", "quick")
+    assert docker["warm_tail_max"] == "3s" and docker["warm_requests"] == 80
+    assert docker["cold_start_max"] == local["cold_start_max"]
+    assert merge(doc, "docker", "full")["warm_requests"] == 400  # quick's override only
+    doc["docker"] = {"quick": {"warm_reqests": 80}}
+    with pytest.raises(pytest.UsageError, match=r"\[docker.quick\] sets warm_reqests"):
+        merge(doc, "docker", "quick")
+    doc["docker"] = {"warm_tail": "3s"}
+    with pytest.raises(pytest.UsageError, match=r"\[docker\] sets warm_tail"):
+        merge(doc, "docker", "quick")
