@@ -13,14 +13,18 @@ the container backend swaps the process launchers for container ones and keeps t
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 from typing import Any
 
 from ...functions.client import FunctionTarget
-from .processes import new_owner, tagged_processes
+from .processes import interrupt_on_sigterm, new_owner, restore_sigterm, tagged_processes
 from .server import ServerProcess, ServerTarget
 from .shaping import Shape, Shaper
+from .sweep import sweep_dead_runs
+
+log = logging.getLogger(__name__)
 
 SERVER_PLATFORMS = ("ec2", "fargate", "sagemaker")
 
@@ -43,8 +47,15 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, *, shaper: Shaper | None = None) -> None:
+        # Runs killed outright (kill -9, a crashed xdist worker) left folders and cgroups that
+        # only a later run can remove: one listing of the temp dir, /proc and the cgroups.
+        self.swept_leftovers = sweep_dead_runs()
+        log.debug("servebench sweep of dead runs: %d processes, %d temp folders, %d cgroups",
+                  self.swept_leftovers.processes, self.swept_leftovers.folders,
+                  self.swept_leftovers.cgroups)
         self.shaper = shaper or Shaper()
         self.owner = new_owner()
+        self._sigterm = interrupt_on_sigterm()  # SIGTERM cleans up as Ctrl-C does
         self._platform: Any = None
         self._store: Any = None
         self._servers: list[Any] = []
@@ -195,6 +206,9 @@ class LocalBackend:
     def close(self) -> None:
         """Stop every server and sandbox this backend started, then kill any process still
         carrying this run's tag (the net under the net)."""
+        if self._sigterm:  # a SIGTERM from here on kills at once rather than cut this short
+            self._sigterm = False
+            restore_sigterm()
         stoppers = [p.stop for p in self._servers]
         stoppers += [x.stop for x in (self._platform, self._store) if x is not None]
         self._servers, self._platform, self._store = [], None, None

@@ -5,11 +5,12 @@ like the function's memory size where the machine allows."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 from ...functions.rie import find_rie
 from ...functions.sandbox import SandboxSpec, keep_recent
-from .processes import StartError, free_port, kill_group, release_port, spawn
+from .processes import StartError, free_port, kill_group, make_workdir, release_port, spawn
 from .shaping import Cgroup, Shape, Shaper
 
 _KEEP_ENV = ("PATH", "LANG", "LC_ALL", "PYTHONPATH", "SERVEBENCH_CACHE", "SERVEBENCH_ORT_SPIN",
@@ -53,6 +54,8 @@ class ProcessSandbox:
         self._recent = log_keep
         self._reader: _LineReader | None = None
         self._transport: asyncio.BaseTransport | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped = False
 
     @property
     def invoke_url(self) -> str:
@@ -82,12 +85,21 @@ class ProcessSandbox:
             except OSError:
                 pass
             if self.proc.poll() is not None:
+                await self._drain_log(1.0)  # its last words say why
                 raise StartError(f"sandbox {self.spec.sandbox_id}: the emulator exited with "
                                  f"status {self.proc.returncode}\n" + "\n".join(self._recent[-40:]))
             if time.monotonic() > deadline:
                 raise StartError(f"sandbox {self.spec.sandbox_id}: not ready after "
                                  f"{timeout_s:g}s\n" + "\n".join(self._recent[-40:]))
             await asyncio.sleep(0.002)
+
+    async def _drain_log(self, timeout_s: float) -> None:
+        """Wait (bounded) until the log pipe has reached its end, every line delivered."""
+        if self._reader is None:
+            return
+        with contextlib.suppress(TimeoutError, OSError):
+            await asyncio.wait_for(asyncio.shield(self._connecting), timeout_s)
+            await asyncio.wait_for(asyncio.shield(self._reader.closed), timeout_s)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -101,13 +113,25 @@ class ProcessSandbox:
         return self.cgroup is not None and self.cgroup.oom_killed()
 
     def stop(self) -> None:
-        # The log pipe's transport closes itself at EOF, in its loop (stop() runs in an
-        # executor thread, and asyncio transports are not thread-safe).
-        kill_group(self.proc)
-        release_port(*self.ports)
-        if self.cgroup is not None:
-            self.cgroup.remove()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Kill the process group, release the ports, remove the cgroup and the workdir; safe
+        to call twice, from two threads (a failed start's cleanup can meet the platform's
+        close): the second call returns once the first has finished."""
+        with self._stop_lock:
+            if self._stopped:
+                return
+            try:
+                kill_group(self.proc)
+            finally:
+                self._stopped = True
+                if self._reader is None and self.proc.stdout is not None:
+                    # Nobody reads the log (the platform never attached): close our end here.
+                    # An attached reader's transport closes itself at EOF, in its loop (stop()
+                    # runs in an executor thread; asyncio transports are not thread-safe).
+                    self.proc.stdout.close()
+                release_port(*self.ports)
+                if self.cgroup is not None:
+                    self.cgroup.remove()
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def describe(self) -> dict[str, Any]:
         return {"pid": self.proc.pid, "port": self.port}
@@ -149,26 +173,37 @@ class ProcessLauncher:
                 **self.shaper.describe(Shape.for_lambda(memory_mb))}
 
     def launch(self, spec: SandboxSpec) -> ProcessSandbox:
+        """Start one sandbox. A step that fails (a port, the workdir, the cgroup, the spawn,
+        moving the process into its cgroup) undoes the steps before it and re-raises."""
         shape = Shape.for_lambda(spec.memory_mb)
-        port, api_port = free_port(), free_port()
-        workdir = Path(tempfile.mkdtemp(prefix=f"servebench-sandbox-{spec.sandbox_id}-"))
-        env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
-        env.update(spec.environment)
-        env.update({"HOME": str(workdir), "TMPDIR": str(workdir), "LAMBDA_TASK_ROOT": str(workdir),
-                    "SERVEBENCH_THREADS": str(shape.threads()),
-                    "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "PYTHONUNBUFFERED": "1"})
-        argv = [str(self.rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
-                "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "info",
-                self.python, "-m", "targets.bootstrap", spec.handler]
-        cgroup = self.shaper.make(shape, spec.sandbox_id) if self.shaper.can_shape else None
-        proc = spawn(argv, env=env, owner=self.owner, cwd=workdir, stdout=subprocess.PIPE)
-        if cgroup is not None:
-            try:
+        with contextlib.ExitStack() as undo:
+            port = free_port()
+            undo.callback(release_port, port)
+            api_port = free_port()
+            undo.callback(release_port, api_port)
+            workdir = make_workdir(f"sandbox-{spec.sandbox_id}")
+            undo.callback(shutil.rmtree, workdir, ignore_errors=True)
+            env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
+            env.update(spec.environment)
+            env.update({"HOME": str(workdir), "TMPDIR": str(workdir),
+                        "LAMBDA_TASK_ROOT": str(workdir),
+                        "SERVEBENCH_THREADS": str(shape.threads()),
+                        "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "PYTHONUNBUFFERED": "1"})
+            argv = [str(self.rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
+                    "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "info",
+                    self.python, "-m", "targets.bootstrap", spec.handler]
+            cgroup = self.shaper.make(shape, spec.sandbox_id) if self.shaper.can_shape else None
+            if cgroup is not None:
+                undo.callback(cgroup.remove)  # runs after the kill below: callbacks unwind
+            proc = spawn(argv, env=env, owner=self.owner, cwd=workdir, stdout=subprocess.PIPE)
+            undo.callback(_discard, proc)
+            if cgroup is not None:
                 cgroup.add(proc.pid)
-            except OSError:
-                kill_group(proc)
-                release_port(port, api_port)
-                cgroup.remove()
-                raise
-        recent: list[str] = []
-        return ProcessSandbox(spec, proc, (port, api_port), workdir, cgroup, recent)
+            undo.pop_all()  # every step went well: the sandbox's stop() owns them now
+        return ProcessSandbox(spec, proc, (port, api_port), workdir, cgroup, [])
+
+
+def _discard(proc: subprocess.Popen[bytes]) -> None:
+    kill_group(proc)
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -1,25 +1,30 @@
 """Child processes that cannot outlive the run: own process group, killed with their parent,
 bounded readiness waits that attach the log when they give up, and a sweep for leftovers.
 
-Every process a run starts carries ``SERVEBENCH_RUN_ID`` and ``SERVEBENCH_OWNER`` (the backend
-that started it) in its environment, the tags a sweeper looks for (testcontainers labels its
-containers the same way for Ryuk).
+Every process a run starts carries ``SERVEBENCH_RUN_ID``, ``SERVEBENCH_OWNER`` (the backend
+that started it) and ``SERVEBENCH_OWNER_PROCESS`` (the process that started it, as a
+``process_token``) in its environment, the tags a sweeper looks for (testcontainers labels its
+containers the same way for Ryuk). Temp folders and cgroups carry the same token in their names.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 RUN_ID = uuid.uuid4().hex[:12]  # this process's runs; children of nested runs get their own
@@ -56,6 +61,12 @@ def release_port(*ports: int) -> None:
         _PORTS_HANDED_OUT.difference_update(ports)
 
 
+def ports_handed_out() -> frozenset[int]:
+    """Ports ``free_port`` gave out and nobody released yet (what leak checks look at)."""
+    with _PORTS_LOCK:
+        return frozenset(_PORTS_HANDED_OUT)
+
+
 def die_with_parent() -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``):
     the last line of defence against orphans when the run itself is killed."""
@@ -66,11 +77,109 @@ def die_with_parent() -> None:
             os._exit(1)
 
 
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    # A second SIGTERM is not held up by our cleanup: it kills at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt(f"terminated by signal {signum} (SIGTERM)")
+
+
+_sigterm_users = 0
+_SIGTERM_LOCK = threading.Lock()
+
+
+def interrupt_on_sigterm() -> bool:
+    """Make SIGTERM end this process the way Ctrl-C does, with ``KeyboardInterrupt`` in the
+    main thread, so that cleanup runs (pytest closes the backend on its Ctrl-C path too);
+    with the default action the process would die with its temp folders and cgroups left for
+    the next run's sweep. Only from the main thread and only over the default action (a
+    handler someone installed stays). Pair each True with ``restore_sigterm()``."""
+    global _sigterm_users
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    with _SIGTERM_LOCK:
+        if _sigterm_users == 0:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                return False
+            signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        _sigterm_users += 1
+        return True
+
+
+def restore_sigterm() -> None:
+    """The last user gone, SIGTERM gets its default action back (unless replaced since)."""
+    global _sigterm_users
+    with _SIGTERM_LOCK:
+        _sigterm_users = max(0, _sigterm_users - 1)
+        if (_sigterm_users == 0 and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) is _sigterm_as_interrupt):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 _SETPRIV = shutil.which("setpriv")
 
 
 def new_owner() -> str:
     return f"{RUN_ID}-{uuid.uuid4().hex[:8]}"
+
+
+def start_ticks(pid: int) -> str:
+    """A process's start time in clock ticks since boot (tells a pid from its reuse); "" when
+    there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _machine() -> str:
+    """This boot of this machine as seen from this pid namespace: a pid and its start ticks
+    only name one process within it (a container sharing /tmp sees other pids)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = "?"
+    return hashlib.sha1(f"{boot}/{pidns}".encode()).hexdigest()[:8]
+
+
+_MACHINE = _machine()
+_TOKEN = re.compile(r"^(\d+)\.(\d+)\.([0-9a-f]{8})$")
+_tokens: dict[int, str] = {}
+
+
+def process_token() -> str:
+    """``<pid>.<start ticks>.<machine>`` of this process: it names the process for as long as it
+    lives and never another one, though its pid be reused. Temp folders, cgroups and the
+    environment of child processes carry it, so a sweep tells leftovers of dead runs from a
+    live run's resources."""
+    pid = os.getpid()
+    token = _tokens.get(pid)  # keyed by pid: a forked child computes its own
+    if token is None:
+        token = _tokens[pid] = f"{pid}.{start_ticks(pid)}.{_MACHINE}"
+    return token
+
+
+def token_pid(token: str) -> int | None:
+    """The pid in a ``process_token``, or None when ``token`` is not one."""
+    m = _TOKEN.match(token)
+    return int(m.group(1)) if m else None
+
+
+def owner_gone(token: str) -> bool:
+    """True only when the process ``token`` names has surely exited: a token of another
+    machine, boot or pid namespace, or not a token at all, is not ours to judge (False)."""
+    m = _TOKEN.match(token)
+    if m is None or m.group(3) != _MACHINE:
+        return False
+    return start_ticks(int(m.group(1))) != m.group(2)
+
+
+def make_workdir(kind: str) -> Path:
+    """A new temp folder ``servebench-<process token>-<kind>-XXXXXXXX`` (see ``sweep``)."""
+    return Path(tempfile.mkdtemp(prefix=f"servebench-{process_token()}-{kind}-"))
 
 
 def spawn(argv: Sequence[str], *, env: Mapping[str, str], owner: str, log: Path | None = None,
@@ -82,7 +191,8 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], owner: str, log: Path 
     would force a slow fork of this whole process instead of ``vfork``. Call it from a thread
     that lives as long as the child should: the kernel ties the signal to the forking thread.
     """
-    full_env = {**env, "SERVEBENCH_RUN_ID": RUN_ID, "SERVEBENCH_OWNER": owner}
+    full_env = {**env, "SERVEBENCH_RUN_ID": RUN_ID, "SERVEBENCH_OWNER": owner,
+                "SERVEBENCH_OWNER_PROCESS": process_token()}
     args = list(argv)
     preexec = None
     if _SETPRIV:

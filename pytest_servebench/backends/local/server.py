@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from ...target import Client
-from .processes import StartError, free_port, kill_group, release_port, spawn, wait_until
+from .processes import (
+    StartError,
+    free_port,
+    kill_group,
+    make_workdir,
+    release_port,
+    spawn,
+    wait_until,
+)
 from .shaping import Cgroup, Shape, Shaper
 
 
@@ -54,10 +62,10 @@ class ServerProcess:
                  label: str = "server") -> None:
         self.target = target
         self.port = free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"servebench-{label}-"))
-        self.log = self.workdir / "server.log"
         self.cgroup: Cgroup | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         threads = threads or (shape.threads() if shape else None)
+        self.threads = threads
         argv = [sys.executable, "-m", "pytest_servebench.cli", "serve", target,
                 "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
                 "--log-level", "warning"]
@@ -66,8 +74,11 @@ class ServerProcess:
         if slots:
             argv += ["--slots", str(slots)]
         env = {**os.environ, **(environment or {}), "PYTHONUNBUFFERED": "1"}
-        self.proc = spawn(argv, env=env, owner=owner, log=self.log, cwd=self.workdir)
-        try:
+        self.workdir: Path | None = None
+        try:  # a failed start (any step) leaves nothing: stop() undoes what was done
+            self.workdir = make_workdir(label)
+            self.log = self.workdir / "server.log"
+            self.proc = spawn(argv, env=env, owner=owner, log=self.log, cwd=self.workdir)
             if shape is not None and shaper.can_shape:
                 self.cgroup = shaper.make(shape, label)
                 if self.cgroup is not None:
@@ -79,7 +90,6 @@ class ServerProcess:
         except BaseException:
             self.stop()
             raise
-        self.threads = threads
 
     @property
     def url(self) -> str:
@@ -91,12 +101,16 @@ class ServerProcess:
             return doc
 
     def stop(self) -> None:
-        kill_group(self.proc)
+        """Kill the process group, release the port, remove the cgroup and the workdir (safe
+        to call again, and on a half-made server)."""
+        if self.proc is not None:
+            kill_group(self.proc)
         release_port(self.port)
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 __all__ = ["ServerProcess", "ServerTarget", "StartError"]

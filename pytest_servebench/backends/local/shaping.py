@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .processes import owner_gone, process_token
 
 LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_MEMORY_MB = (128, 10240)
@@ -23,7 +26,7 @@ LAMBDA_MEMORY_MB = (128, 10240)
 # 12 ms inference in about 24 ms) instead of letting a request burst through a 100 ms budget at
 # full speed; 20 ms keeps the smallest share (128 MB, 0.07 vCPU) above the kernel's 1 ms quota.
 CFS_PERIOD_US = 20_000
-_ROOT = Path(os.environ.get("SERVEBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
+CGROUP_ROOT = Path(os.environ.get("SERVEBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,7 @@ class Cgroup:
 class Shaper:
     """Finds out once whether this machine can shape, then makes a cgroup per shape."""
 
-    def __init__(self, root: Path = _ROOT) -> None:
+    def __init__(self, root: Path = CGROUP_ROOT) -> None:
         self.root = root
         self.version, self.reason = self._probe()
         self._n = 0
@@ -117,7 +120,7 @@ class Shaper:
         sweep(self.root)
         v1 = self._v1_dirs()
         if v1 is not None:
-            probe = {k: d / f"servebench-{os.getpid()}-probe" for k, d in v1.items()}
+            probe = {k: d / f"servebench-{process_token()}-probe" for k, d in v1.items()}
             try:
                 for d in probe.values():
                     d.mkdir(exist_ok=True)
@@ -135,7 +138,7 @@ class Shaper:
             if not {"cpu", "memory"} <= set(have):
                 return 0, f"cgroup v2 without the cpu and memory controllers ({' '.join(have)})"
             try:
-                parent = self.root / f"servebench-{os.getpid()}"
+                parent = self.root / f"servebench-{process_token()}"
                 parent.mkdir(exist_ok=True)
                 (parent / "cgroup.subtree_control").write_text("+cpu +memory")
                 return 2, "cgroup v2 (cpu.max, memory.max)"
@@ -144,30 +147,42 @@ class Shaper:
         return 0, "no cgroup file system found"
 
     def make(self, shape: Shape, label: str) -> Cgroup | None:
-        """A cgroup holding ``shape``, or None where this machine cannot shape."""
+        """A cgroup holding ``shape``, or None where this machine cannot shape. Named after
+        this process (``processes.process_token``) so that ``sweep`` knows whose it is; a
+        failure half-way removes what was made."""
         if not self.can_shape:
             return None
         self._n += 1
-        name = f"servebench-{os.getpid()}-{self._n}-{label}"
+        name = f"servebench-{process_token()}-{self._n}-{label}"
         quota = max(1000, int(shape.vcpu * CFS_PERIOD_US))
         limit = shape.memory_mb * 2**20
         if self.version == 1:
-            dirs = {k: d / name for k, d in (self._v1_dirs() or {}).items()}
-            for d in dirs.values():
+            group = Cgroup({k: d / name for k, d in (self._v1_dirs() or {}).items()}, 1)
+        else:
+            d = self.root / f"servebench-{process_token()}" / name
+            group = Cgroup({"cpu": d, "memory": d}, 2)
+        made: list[Path] = []
+        try:
+            for d in dict.fromkeys(group.dirs.values()):  # v2: one directory for both
                 d.mkdir()
-            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-            (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
-            (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limit))
-            with contextlib.suppress(OSError):  # no swap accounting on some kernels
-                (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(limit))
-            return Cgroup(dirs, 1)
-        d = self.root / f"servebench-{os.getpid()}" / name
-        d.mkdir()
-        (d / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
-        (d / "memory.max").write_text(str(limit))
-        with contextlib.suppress(OSError):
-            (d / "memory.swap.max").write_text("0")
-        return Cgroup({"cpu": d, "memory": d}, 2)
+                made.append(d)
+            if self.version == 1:
+                (group.dirs["cpu"] / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+                (group.dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(quota))
+                (group.dirs["memory"] / "memory.limit_in_bytes").write_text(str(limit))
+                with contextlib.suppress(OSError):  # no swap accounting on some kernels
+                    (group.dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            else:
+                (group.dirs["cpu"] / "cpu.max").write_text(f"{quota} {CFS_PERIOD_US}")
+                (group.dirs["memory"] / "memory.max").write_text(str(limit))
+                with contextlib.suppress(OSError):
+                    (group.dirs["memory"] / "memory.swap.max").write_text("0")
+        except BaseException:
+            for d in made:  # empty: nothing was added to them yet
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            raise
+        return group
 
     def describe(self, shape: Shape) -> dict[str, Any]:
         cores = len(os.sched_getaffinity(0))
@@ -179,22 +194,52 @@ class Shaper:
         return out
 
 
-def sweep(root: Path = _ROOT) -> int:
-    """Remove empty servebench cgroups left by runs that are gone; returns how many."""
-    removed = 0
+def _owner_gone(name: str) -> bool:
+    """Whether the run that named cgroup ``servebench-<owner>[-...]`` has surely exited. The
+    owner is a ``process_token``, or a bare pid in the names of earlier versions (a reused
+    pid then reads as alive: such a group waits, never a live run's)."""
+    owner = name.removeprefix("servebench-").split("-", 1)[0]
+    if owner.isdigit():
+        return not _alive(int(owner))
+    return owner_gone(owner)
+
+
+def _kill_members(group: Path) -> int:
+    """SIGKILL the processes left in a dead run's cgroup (and its children): they are its own,
+    and a cgroup with members cannot be removed."""
+    killed = 0
+    for procs in (group / "cgroup.procs", *group.glob("*/cgroup.procs")):
+        with contextlib.suppress(OSError, ValueError):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed += 1
+    return killed
+
+
+def sweep(root: Path = CGROUP_ROOT, *, timeout_s: float = 2.0) -> int:
+    """Remove the servebench cgroups of runs that are gone (processes still in them are
+    killed first; ``timeout_s`` bounds the wait for them to exit); returns how many groups
+    were removed. A live run's groups are never touched."""
+    dead: list[Path] = []
     for base in (root, root / "cpu", root / "cpu,cpuacct", root / "memory"):
         with contextlib.suppress(OSError):
-            for d in base.glob("servebench-*"):
-                parts = d.name.split("-")
-                if len(parts) > 1 and parts[1].isdigit() and _alive(int(parts[1])):
-                    continue
-                for child in sorted(d.glob("servebench-*"), reverse=True):
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
-                        removed += 1
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+            dead += [d for d in base.glob("servebench-*") if d.is_dir() and _owner_gone(d.name)]
+    if not dead:
+        return 0
+    killed = sum(_kill_members(d) for d in dead)
+    deadline = time.monotonic() + (timeout_s if killed else 0.0)
+    removed = 0
+    for d in dead:
+        for group in [*sorted(d.glob("servebench-*"), reverse=True), d]:
+            while group.exists():
+                try:
+                    group.rmdir()
                     removed += 1
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break  # still busy: the next sweep takes it
+                    time.sleep(0.02)
     return removed
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .processes import free_port, kill_group, release_port, spawn, wait_until
+from .processes import free_port, kill_group, make_workdir, release_port, spawn, wait_until
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "servebench", "AWS_SECRET_ACCESS_KEY": "servebench",
                "AWS_DEFAULT_REGION": "us-east-1"}
@@ -35,11 +36,14 @@ class ObjectStore:
 
     def __init__(self, *, owner: str, start_timeout_s: float = 60.0) -> None:
         self.port = free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="servebench-s3-"))
-        log = self.workdir / "moto.log"
-        self.proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                           "-p", str(self.port)], env=dict(os.environ), owner=owner, log=log)
-        try:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.workdir: Path | None = None
+        try:  # a failed start (any step) leaves nothing: stop() undoes what was done
+            self.workdir = make_workdir("s3")
+            log = self.workdir / "moto.log"
+            self.proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                               "-p", str(self.port)], env=dict(os.environ), owner=owner,
+                              log=log)
             wait_until(lambda: _up(self.endpoint_url + "/"), timeout_s=start_timeout_s,
                        what="moto S3 server", proc=self.proc, log=log, interval_s=0.05)
         except BaseException:
@@ -80,8 +84,9 @@ class ObjectStore:
         return data
 
     def stop(self) -> None:
-        kill_group(self.proc)
+        """Kill the server, release its port, remove its folder (safe to call again)."""
+        if self.proc is not None:
+            kill_group(self.proc)
         release_port(self.port)
-        import shutil
-
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
