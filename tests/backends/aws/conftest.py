@@ -1,0 +1,55 @@
+"""moto's server on loopback stands in for IAM, S3, CloudWatch Logs, ECR, the tagging API (and
+Lambda's control plane where the local platform is not needed); boto3 finds it through its
+standard ``AWS_ENDPOINT_URL`` variable, so the backend's code is the code that runs on AWS."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIASERVEBENCHTEST01", "AWS_SECRET_ACCESS_KEY":
+               "servebench-test-secret", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_REGION": "us-east-1"}
+
+
+@dataclass(frozen=True)
+class Moto:
+    url: str
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Moto]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield Moto(f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: Moto, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Moto:
+    """boto3 pointed at moto with test credentials; no profile or config file of the user's."""
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_LAMBDA"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    return moto_server
+
+
+def tiny_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("targets/handler.py", "def handler(event, context):\n    return {}\n")
+    return buf.getvalue()
