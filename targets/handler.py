@@ -10,7 +10,8 @@ Events: a direct invoke with ``{"image_b64": ...}`` or ``{"text": ...}``, an S3 
 (REST or HTTP API) whose body carries raw bytes (``isBase64Encoded``), JSON or text. Proxy
 events get a proxy response (``statusCode``, ``headers``, ``body``); bad input there is a 4xx
 response. Bad input in a direct invoke raises :class:`BadInput`, which Lambda returns as an error
-object (``errorType: "BadInput"``, ``errorMessage: "400: ..."``); any other error type is a bug.
+object (``errorType: "BadInput"``, ``errorMessage: "400: ..."``, an empty ``stackTrace``); any
+other error type is a bug.
 
 The handler writes nothing outside /tmp (study 000's read-only file system lesson): libraries that
 cache under $HOME are pointed at /tmp before they are imported.
@@ -37,6 +38,31 @@ from .core import Core, from_event  # noqa: E402
 from .core.inputs import Limits  # noqa: E402
 from .s3events import BadInput as BadInput  # noqa: E402 (handler.BadInput, public)
 from .s3events import answer_s3_objects, s3_objects  # noqa: E402
+
+try:  # the runtime client Lambda's Python runtimes run (and our function packages carry)
+    from awslambdaric.lambda_runtime_exception import FaultException as _Fault
+except ImportError:  # a caller without it (tests, another runtime) gets a plain BadInput
+    _Fault = None
+
+
+def bad_input(message: str) -> BadInput:
+    """A :class:`BadInput` for a direct invoke: Lambda answers it as a function error with
+    ``errorType: "BadInput"`` and ``errorMessage`` (``"400: ..."``) and an empty
+    ``stackTrace``.
+
+    The runtime client writes the traceback of any other exception into the error object,
+    and with it our file paths; bad input is the client's error, not ours, so it is raised as
+    the client's own fault type, whose error object carries the message alone."""
+    if _Fault is None:
+        return BadInput(message)
+    return _FaultBadInput(message)
+
+
+if _Fault is not None:
+    class _FaultBadInput(BadInput, _Fault):  # type: ignore[misc]  # _Fault is untyped
+        def __init__(self, message: str) -> None:
+            BadInput.__init__(self, message)
+            _Fault.__init__(self, "BadInput", message, None)
 
 _core: Core | None = None
 _init: dict[str, float] | None = None
@@ -79,7 +105,7 @@ def _from_s3(core: Core, objects: list[tuple[str, str]]) -> dict[str, Any]:
             answer = core.predict(Request(image=body) if core.kind != "text"
                                   else Request(text=body.decode("utf-8", "replace")))
         except _CoreBadInput as exc:
-            raise BadInput(f"{exc.status}: {url}: {exc.message}") from None
+            raise bad_input(f"{exc.status}: {url}: {exc.message}") from None
         return json.dumps(answer).encode()
 
     return {"results": answer_s3_objects(objects, predict)}
@@ -96,9 +122,12 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         if _init is not None:
             answer["init_timings_s"], _init = _init, None
         return answer
-    objects = s3_objects(event)
+    try:
+        objects = s3_objects(event)
+        answer = _from_s3(core, objects) if objects is not None else {}
+    except BadInput as exc:  # a malformed record, a missing object, a bad image in it
+        raise bad_input(str(exc)) from None
     if objects is not None:
-        answer = _from_s3(core, objects)
         answer["timings_ms"] = {"handler": round((time.perf_counter() - started) * 1000, 3)}
         if _init is not None:
             answer["init_timings_s"], _init = _init, None
@@ -110,7 +139,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     except _CoreBadInput as exc:
         if proxy or (isinstance(event, dict) and "body" in event):
             return _proxy(exc.status, exc.to_dict())
-        raise BadInput(f"{exc.status}: {exc.message}") from None
+        raise bad_input(f"{exc.status}: {exc.message}") from None
     answer["timings_ms"]["handler"] = round((time.perf_counter() - started) * 1000, 3)
     if _init is not None:  # the first invocation of this sandbox reports its init phases
         answer["init_timings_s"] = _init

@@ -50,7 +50,7 @@ def _s3_to_server(objects: list[tuple[str, str]]) -> dict[str, Any]:
     def forward(body: bytes, url: str) -> bytes:
         status, answer = _post(_offload_url(), body)
         if status >= 400:
-            raise s3events.BadInput(f"{status}: {url}: {answer[:200]!r}")
+            raise local.bad_input(f"{status}: {url}: {answer[:200]!r}")
         return answer
 
     return {"results": s3events.answer_s3_objects(objects, forward), "routed": "server"}
@@ -59,9 +59,12 @@ def _s3_to_server(objects: list[tuple[str, str]]) -> dict[str, Any]:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     if event == local.WARMUP_EVENT:
         return local.handler(event, context)
-    objects = s3events.s3_objects(event)
-    if objects is not None:
-        return _s3_to_server(objects)
+    try:
+        objects = s3events.s3_objects(event)
+        if objects is not None:
+            return _s3_to_server(objects)
+    except s3events.BadInput as exc:  # a malformed record, a missing object
+        raise local.bad_input(str(exc)) from None
     try:
         request, proxy = from_event(event, _LIMITS)
     except _CoreBadInput:
@@ -80,5 +83,5 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                 "body": json.dumps(doc), "isBase64Encoded": False}
     if status >= 400:
         reason = doc.get("error", doc) if isinstance(doc, dict) else doc
-        raise s3events.BadInput(f"{status}: {reason}")
+        raise local.bad_input(f"{status}: {reason}")
     return doc if isinstance(doc, dict) else {"answer": doc}

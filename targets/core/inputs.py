@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +28,16 @@ def _env_int(name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Limits:
-    """Input limits. Defaults: Lambda's 6 MB synchronous payload limit; 40 megapixels (a 2 MB
-    JPEG from a phone is 12 MP); images at least 16 px a side; 20,000 characters of text."""
+    """Input limits. Defaults: Lambda's 6 MB synchronous payload limit; 40 megapixels an image
+    (a 2 MB JPEG from a phone is 12 MP) and 40 megapixels a request, all its images together
+    (what bounds the memory a request can take: see targets/README.md); images at least 16 px
+    a side; 20,000 characters of text."""
 
     max_body_bytes: int = LAMBDA_SYNC_PAYLOAD_BYTES
     max_pixels: int = 40_000_000
     min_side: int = 16
     max_text_chars: int = 20_000
+    max_request_pixels: int = 40_000_000
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -41,7 +45,8 @@ class Limits:
         return cls(_env_int("SERVEBENCH_MAX_BODY_BYTES", d.max_body_bytes),
                    _env_int("SERVEBENCH_MAX_PIXELS", d.max_pixels),
                    _env_int("SERVEBENCH_MIN_SIDE", d.min_side),
-                   _env_int("SERVEBENCH_MAX_TEXT_CHARS", d.max_text_chars))
+                   _env_int("SERVEBENCH_MAX_TEXT_CHARS", d.max_text_chars),
+                   _env_int("SERVEBENCH_MAX_REQUEST_PIXELS", d.max_request_pixels))
 
 
 MAX_BATCH = 64
@@ -58,6 +63,28 @@ class Request:
 
     def __post_init__(self) -> None:
         assert sum(x is not None for x in (self.image, self.text, self.images)) == 1
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"number {literal[:20]!r} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes | str) -> Any:
+    """Strict JSON: no NaN or Infinity, no number that overflows to one (``1e400``), no integer
+    past Python's digit limit, no nesting deeper than the recursion limit; each a 400."""
+    try:
+        return json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadInput(400, "malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit, ours
+        raise BadInput(400, f"malformed JSON: {exc}") from None
 
 
 def check_size(n: int, limits: Limits) -> None:
@@ -118,11 +145,7 @@ def from_http(body: bytes, content_type: str | None, limits: Limits) -> Request:
         raise BadInput(400, "empty request body")
     ctype = (content_type or "application/octet-stream").split(";")[0].strip().lower()
     if ctype == "application/json" or ctype.endswith("+json"):
-        try:
-            obj = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise BadInput(400, f"malformed JSON: {exc}") from None
-        return _from_json_object(obj, limits)
+        return _from_json_object(parse_json(body), limits)
     if ctype.startswith("text/"):
         try:
             text = body.decode("utf-8")
@@ -135,27 +158,56 @@ def from_http(body: bytes, content_type: str | None, limits: Limits) -> Request:
                         "application/octet-stream, application/json or text/plain")
 
 
+def _string_map(raw: Any, what: str) -> dict[str, str]:
+    """A proxy event's ``headers``: null or an object of strings (names lower-cased)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in raw.items()):
+        raise BadInput(400, f"proxy event '{what}' must be an object of strings")
+    return {k.lower(): v for k, v in raw.items()}
+
+
+def _multi_map(raw: Any) -> dict[str, str]:
+    """A REST API event's ``multiValueHeaders``: null or an object of lists of strings; the
+    first value of each."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v)
+            for k, v in raw.items()):
+        raise BadInput(400, "proxy event 'multiValueHeaders' must be an object of lists of "
+                            "strings")
+    return {k.lower(): v[0] for k, v in raw.items() if v}
+
+
 def from_event(event: Any, limits: Limits) -> tuple[Request, bool]:
-    """The request in a Lambda event, and whether the event came through an API Gateway proxy."""
+    """The request in a Lambda event, and whether the event came through an API Gateway proxy.
+
+    A proxy event of the wrong shape (headers that are not an object of strings, a body that is
+    not a string, ``isBase64Encoded`` that is not a boolean) is bad input, not a crash."""
     if isinstance(event, dict) and "body" in event and ("httpMethod" in event
                                                         or "requestContext" in event
                                                         or "isBase64Encoded" in event):
+        headers = {**_multi_map(event.get("multiValueHeaders")),
+                   **_string_map(event.get("headers"), "headers")}
+        encoded = event.get("isBase64Encoded")
+        if encoded is not None and not isinstance(encoded, bool):
+            raise BadInput(400, "proxy event 'isBase64Encoded' must be true or false")
         body = event.get("body")
         if body is None:
             raise BadInput(400, "empty request body")
         if not isinstance(body, str):
             raise BadInput(400, "proxy event 'body' must be a string")
-        if event.get("isBase64Encoded"):
+        if encoded:
             try:
                 raw = base64.b64decode(body, validate=True)
             except (binascii.Error, ValueError) as exc:
                 raise BadInput(400, f"body is not valid base64: {exc}") from None
         else:
             raw = body.encode("utf-8", "surrogatepass")
-        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
         ctype = headers.get("content-type")
         if ctype is None:
-            ctype = "application/octet-stream" if event.get("isBase64Encoded") else \
-                "application/json"
-        return from_http(raw, str(ctype), limits), True
+            ctype = "application/octet-stream" if encoded else "application/json"
+        return from_http(raw, ctype, limits), True
     return _from_json_object(event, limits), False

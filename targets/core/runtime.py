@@ -22,14 +22,21 @@ def default_slots() -> int:
     return max(1, int(os.environ.get("SERVEBENCH_INFERENCE_SLOTS") or 1))
 
 
-def default_threads() -> int:
-    raw = os.environ.get("SERVEBENCH_THREADS")
-    if raw:
-        return max(1, int(raw))
+def default_decode_slots() -> int:
+    raw = os.environ.get("SERVEBENCH_DECODE_SLOTS")
+    return max(1, int(raw)) if raw else _cpus()
+
+
+def _cpus() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    raw = os.environ.get("SERVEBENCH_THREADS")
+    return max(1, int(raw)) if raw else _cpus()
 
 
 class Core:
@@ -44,8 +51,11 @@ class Core:
         self.threads, self.limits, self.slots = threads, limits, slots
         self.init_timings: dict[str, float] = {}
         # ``slots`` inferences at a time, each on ``threads`` cores: slots x threads should not
-        # pass the cores, or calls only oversubscribe them. Decoding overlaps freely.
+        # pass the cores, or calls only oversubscribe them. Decoding overlaps inference, but
+        # only ``decode_slots`` requests decode at once: each may hold a request's pixel budget
+        # in memory (targets/README.md), and more decodes than cores gain nothing.
         self._lock = threading.BoundedSemaphore(slots)
+        self._decoding = threading.BoundedSemaphore(default_decode_slots())
 
     def load(self, *, parallel: bool = False, source: ModelSource | None = None) -> Core:
         """Import the runtime, fetch the model (from object storage when ``source`` is given),
@@ -178,42 +188,52 @@ class ImageCore(Core):
         self._run(np.zeros((1, 3, self.size, self.size), np.float32))
 
     def predict(self, request: Request) -> dict[str, Any]:
-        from . import imaging
-
         if request.images is not None:
             return self._predict_batch(request.images)
         if request.image is None:
             raise BadInput(415, f"target {self.name!r} takes an image, not text")
         t0 = time.perf_counter()
-        img = imaging.decode(request.image, self.limits)
-        x = imaging.to_tensor(img, self.size)
+        x, sizes = self._tensor((request.image,), names=("",))
         t1 = time.perf_counter()
         outputs = self._run(x)
         t2 = time.perf_counter()
-        answer = self._postprocess(outputs, img.size)
+        answer = self._postprocess(outputs, sizes[0])
         t3 = time.perf_counter()
         answer["timings_ms"] = {"decode": _ms(t0, t1), "inference": _ms(t1, t2),
                                 "postprocess": _ms(t2, t3)}
         answer["target"] = self.name
         return answer
 
+    def _tensor(self, images: tuple[bytes, ...],
+                names: tuple[str, ...]) -> tuple[Any, list[tuple[int, int]]]:
+        """The model's input for ``images``: every header checked and the request's pixel budget
+        counted before anything is decoded, then one image at a time decoded straight into its
+        slot of the batch (so a batch holds one decoded image at a time, never all of them)."""
+        import numpy as np
+
+        from . import imaging
+
+        opened = [imaging.open_image(data, self.limits, name=name)
+                  for data, name in zip(images, names, strict=True)]
+        imaging.check_budget(opened, self.limits)
+        x = np.empty((len(images), 3, self.size, self.size), np.float32)
+        with self._decoding:
+            sizes = [imaging.load_into(img, x[i], name=names[i])
+                     for i, img in enumerate(opened)]
+        return x, sizes
+
     def _postprocess(self, outputs: list[Any], size: tuple[int, int]) -> dict[str, Any]:
         raise NotImplementedError
 
     def _predict_batch(self, images: tuple[bytes, ...]) -> dict[str, Any]:
         """Decode each image, run one inference over the stacked batch, answer per image."""
-        import numpy as np
-
-        from . import imaging
-
         t0 = time.perf_counter()
-        decoded = [imaging.decode(img, self.limits) for img in images]
-        x = np.concatenate([imaging.to_tensor(img, self.size) for img in decoded])
+        x, sizes = self._tensor(images, tuple(f"images_b64[{i}]" for i in range(len(images))))
         t1 = time.perf_counter()
         outputs = self._run(x)
         t2 = time.perf_counter()
-        answers = [self._postprocess([o[i:i + 1] for o in outputs], img.size)
-                   for i, img in enumerate(decoded)]
+        answers = [self._postprocess([o[i:i + 1] for o in outputs], size)
+                   for i, size in enumerate(sizes)]
         t3 = time.perf_counter()
         return {"target": self.name, "batch": len(images), "answers": answers,
                 "timings_ms": {"decode": _ms(t0, t1), "inference": _ms(t1, t2),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from dataclasses import dataclass
@@ -38,6 +39,18 @@ def _png(w: int, h: int) -> bytes:
     return buf.getvalue()
 
 
+def _gif(w: int, h: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (10, 20, 30)).save(buf, "GIF")
+    return buf.getvalue()
+
+
+def _batch(*images: bytes) -> bytes:
+    return json.dumps({"images_b64": [base64.b64encode(x).decode() for x in images]}).encode()
+
+
 def image_cases() -> list[Case]:
     good = _jpeg(224, 224)
     return [
@@ -59,6 +72,26 @@ def image_cases() -> list[Case]:
         Case("text_to_an_image_model", b"a sentence", "text/plain", 415, "takes an image"),
         Case("unsupported_content_type", good, "application/x-www-form-urlencoded", 415,
              "unsupported content type"),
+        # libjpeg fills a scan that meets a marker early with gray, silently: a JPEG cut short
+        # and closed with an end-of-image marker, or whose frame claims more blocks than its data
+        # holds, must not be answered with predictions of gray.
+        Case("truncated_jpeg_closed_by_eoi", good[: len(good) // 2] + b"\xff\xd9",
+             "image/jpeg", 400, "truncated"),
+        Case("frame_larger_than_its_data", _claiming(2000, 1500), "image/jpeg", 400,
+             "truncated"),
+        # 8 images each under the per-image limit, 288 MP in all: refused from the headers.
+        Case("batch_over_the_request_pixel_budget", _batch(*[_claiming(6000, 6000)] * 8),
+             "application/json", 413, "pixels per request"),
+        Case("image_in_a_batch_is_named", _batch(good, b"GIF89a nope" * 10), "application/json",
+             415, "images_b64[1]: not a decodable image"),
+        Case("gif_is_not_served", _gif(64, 64), "image/gif", 415, "send JPEG or PNG"),
+        Case("json_nested_too_deeply", b"[" * 100_000, "application/json", 400,
+             "nested too deeply"),
+        Case("json_number_overflows", b'{"image_b64": 1e400}', "application/json", 400,
+             "out of range"),
+        Case("json_nan", b'{"image_b64": NaN}', "application/json", 400, "NaN is not JSON"),
+        Case("json_huge_int", b'{"image_b64": ' + b"7" * 5000 + b"}", "application/json", 400,
+             "malformed JSON"),
     ]
 
 

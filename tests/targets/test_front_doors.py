@@ -24,6 +24,13 @@ def _proxy_event(case_body: bytes, content_type: str | None) -> dict[str, Any]:
             "body": base64.b64encode(case_body).decode()}
 
 
+def _no_leaks(message: str) -> None:
+    """Error messages tell the client what is wrong with its input, not our heap addresses or
+    our file layout."""
+    assert " at 0x" not in message and "site-packages" not in message, message
+    assert "/work" not in message and "/tmp" not in message, message
+
+
 def _invoke(target: str, event: Any, core_factory: Any) -> Any:
     lambda_handler._core = core_factory(target)  # the module's init phase, done once
     lambda_handler._init = None
@@ -36,6 +43,7 @@ def test_bad_image_input_at_the_http_door(case: Case, app_factory: Any) -> None:
     status, body = app.post(case.body, case.content_type)
     assert status == case.status, body
     assert body["error"] == "BadInput" and case.message in str(body["message"])
+    _no_leaks(str(body["message"]))
     ok, answer = app.post(jpeg(), "image/jpeg")  # and it keeps serving
     assert ok == 200 and len(answer["classes"]) == 5
 
@@ -47,6 +55,7 @@ def test_bad_image_input_at_the_lambda_door(case: Case, core_factory: Any) -> No
     reply = _invoke("mobilenet_v2", _proxy_event(case.body, case.content_type), core_factory)
     assert reply["statusCode"] == case.status, reply
     assert case.message in json.loads(reply["body"])["message"]
+    _no_leaks(json.loads(reply["body"])["message"])
     assert "classes" in _invoke("mobilenet_v2", {"image_b64": base64.b64encode(jpeg()).decode()},
                                 core_factory)
 
@@ -71,6 +80,72 @@ def test_direct_invoke_bad_input_is_a_lambda_error_object(event: Any, message: s
     with pytest.raises(lambda_handler.BadInput) as info:
         _invoke("mobilenet_v2", event, core_factory)
     assert str(info.value).startswith(message)
+
+
+_B64 = base64.b64encode(jpeg()).decode()
+
+
+@pytest.mark.parametrize("event, message", [
+    ({"httpMethod": "POST", "headers": [1, 2], "body": _B64, "isBase64Encoded": True},
+     "'headers' must be an object of strings"),
+    ({"httpMethod": "POST", "headers": {"content-type": 5}, "body": "{}"},
+     "'headers' must be an object of strings"),
+    ({"httpMethod": "POST", "headers": {"content-type": "image/jpeg"}, "body": _B64,
+      "isBase64Encoded": "yes"}, "'isBase64Encoded' must be true or false"),
+    ({"httpMethod": "POST", "headers": {}, "body": {"image_b64": _B64}},
+     "'body' must be a string"),
+    ({"httpMethod": "POST", "headers": {}, "body": 7}, "'body' must be a string"),
+    ({"httpMethod": "POST", "headers": {}, "multiValueHeaders": [1], "body": "{}"},
+     "'multiValueHeaders' must be an object of lists of strings"),
+    ({"httpMethod": "POST", "headers": None, "multiValueHeaders": {"content-type": "x"},
+      "body": "{}"}, "'multiValueHeaders' must be an object of lists of strings"),
+    ({"requestContext": {}, "body": '{"text": 1e400}'}, "out of range"),
+    ({"requestContext": {}, "body": "[" * 50_000}, "nested too deeply"),
+])
+def test_proxy_events_of_the_wrong_shape_are_400_responses(event: dict[str, Any], message: str,
+                                                           core_factory: Any) -> None:
+    reply = _invoke("mobilenet_v2", event, core_factory)
+    assert reply["statusCode"] == 400, reply
+    assert message in json.loads(reply["body"])["message"]
+
+
+def test_proxy_headers_may_be_null_and_multi_valued(core_factory: Any) -> None:
+    event = {"httpMethod": "POST", "headers": None, "isBase64Encoded": True, "body": _B64,
+             "multiValueHeaders": {"Content-Type": ["image/jpeg"]}}
+    reply = _invoke("mobilenet_v2", event, core_factory)
+    assert reply["statusCode"] == 200 and "classes" in json.loads(reply["body"])
+
+
+def test_direct_invoke_bad_input_reaches_the_caller_without_a_stack_trace(
+        core_factory: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the runtime client Lambda runs (awslambdaric): the error object says what is
+    wrong with the input and carries no traceback (no frames, no file paths)."""
+    bootstrap = pytest.importorskip("awslambdaric.bootstrap")
+    from awslambdaric.lambda_runtime_marshaller import LambdaMarshaller
+
+    lambda_handler._core = core_factory("mobilenet_v2")
+    lambda_handler._init = None
+    posted: dict[str, Any] = {}
+
+    class Client:
+        marshaller = LambdaMarshaller()
+
+        def post_invocation_error(self, invoke_id: str, error: str, xray: str,
+                                  invocation_id: str | None = None) -> None:
+            posted["error"] = json.loads(error)
+
+        def post_invocation_result(self, *args: Any) -> None:
+            posted["result"] = args
+
+    bootstrap.handle_event_request(Client(), lambda_handler.handler, "req-1",
+                                   b'{"image_b64": "@@"}', "application/json", None, None,
+                                   "arn:aws:lambda:us-east-1:0:function:f", 0, None,
+                                   bootstrap.StandardLogSink())
+    error = posted["error"]
+    assert error["errorType"] == "BadInput", error
+    assert error["errorMessage"].startswith("400: 'image_b64' is not valid base64"), error
+    assert error["stackTrace"] == [], error
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize("target", IMAGE_TARGETS)
