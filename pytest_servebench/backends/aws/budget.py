@@ -38,7 +38,7 @@ def expected_requests(workload: Any, *, assumed_duration_s: float) -> float:
         if workload.requests is not None:
             return float(workload.requests + workload.warmup_requests)
         span = (workload.duration_s or 0.0) + workload.warmup_s
-        return workload.concurrency * span / max(assumed_duration_s, 1e-3)
+        return float(workload.concurrency * span / max(assumed_duration_s, 1e-3))
     if kind == "open":
         return float(workload.rate * (workload.duration_s + workload.warmup_s))
     if kind == "mmpp":
