@@ -147,3 +147,44 @@ def test_no_region_is_a_clear_error(aws_env: Moto, monkeypatch: pytest.MonkeyPat
         AwsBackend()
 
 
+
+
+_S3_ACTIONS = {"ListObjectVersions": "ListBucketVersions", "ListObjectsV2": "ListBucket",
+               "DeleteObjects": "DeleteObject", "HeadObject": "GetObject",
+               "CreateMultipartUpload": "PutObject", "UploadPart": "PutObject",
+               "CompleteMultipartUpload": "PutObject", "HeadBucket": "ListBucket"}
+_PREFIX = {"lambda": "lambda", "iam": "iam", "s3": "s3", "logs": "logs", "ecr": "ecr",
+           "tagging": "tag", "sts": "sts"}
+
+
+def test_the_shipped_policy_allows_every_call_the_backend_makes(
+        aws_env: Moto, tiny_package: FunctionPackage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API call of a deploy (zip through S3), force-cold, teardown and sweep, recorded
+    from botocore's events, is an action the least-privilege policy in the repo allows."""
+    import json
+    from importlib import resources
+
+    policy = json.loads(resources.files("pytest_servebench").joinpath(
+        "data/aws-iam-policy.json").read_text())
+    allowed = {a for st in policy["Statement"] for a in st["Action"] if st["Effect"] == "Allow"}
+    monkeypatch.setattr(packaging_module, "DIRECT_UPLOAD_LIMIT", 10)
+    backend = AwsBackend()
+    seen: set[str] = set()
+
+    def record(model: object, **_: object) -> None:
+        service = model.service_model.signing_name  # type: ignore[attr-defined]
+        name = str(model.name)  # type: ignore[attr-defined]
+        if service == "s3":
+            name = _S3_ACTIONS.get(name, name)
+        seen.add(f"{_PREFIX.get(service, service)}:{name}")
+
+    backend.session.events.register("before-call", record)
+    fn = backend.function("text_rf", memory_mb=1024, reserved_concurrency=2)
+    backend.force_cold(fn)
+    backend.close()
+    dead = AwsBackend(tags=RunTags("000000000000dead", "x", 0.0), session=backend.session)
+    dead.function("text_rf", memory_mb=1024)
+    sweep(dead.client, find_leftovers(dead.client, run_id=dead.tags.run_id))
+    assert {"lambda:CreateFunction", "iam:CreateRole", "s3:PutObject",
+            "tag:GetResources"} <= seen, seen
+    assert sorted(seen - allowed) == []
