@@ -191,6 +191,7 @@ def _package(args: argparse.Namespace) -> int:
 
 
 def _lambda(args: argparse.Namespace) -> int:
+    import shlex
     import signal
     import threading
 
@@ -200,26 +201,50 @@ def _lambda(args: argparse.Namespace) -> int:
     from .backends.local.functions import ProcessLauncher
     from .backends.local.processes import new_owner
     from .backends.local.shaping import Shaper
-    from .functions.api import PlatformServer
+    from .functions.api import PlatformServer, is_loopback
     from .functions.platform import FunctionConfig
+    from .functions.sigv4 import Credentials
 
+    # Whoever can sign a request runs code on this machine (a function is code): other hosts
+    # only on request, and only with credentials the person chose.
+    chosen = Credentials.from_environment()
+    if not is_loopback(args.host):
+        if not args.allow_remote:
+            raise ValueError(f"--host {args.host} is not a loopback address: anyone who reaches "
+                             "it could run code here; add --allow-remote (dangerous) to mean it")
+        if chosen is None:
+            raise ValueError("--allow-remote needs credentials chosen by you in "
+                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     spec = get(args.target)
     config = FunctionConfig(  # validates memory, concurrency and timeout before anything starts
         name=args.name or args.target, target=args.target, memory_mb=args.memory_mb,
         timeout_s=args.timeout, reserved_concurrency=args.reserved_concurrency,
         provisioned_concurrency=args.provisioned_concurrency, keep_alive_s=args.keep_alive,
         parallel_init=args.parallel_init, environment=model_environment(args.target))
+    credentials = chosen or Credentials.generate()
     shaper, owner = Shaper(), new_owner()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with PlatformServer(lambda: ProcessLauncher(owner=owner, shaper=shaper), host=args.host,
-                        port=args.port) as srv:
+                        port=args.port, credentials=credentials,
+                        allow_remote=args.allow_remote) as srv:
         srv.deploy(config)
         print(f"function {config.name!r} ({args.target}, {config.memory_mb} MB; "
               f"{shaper.reason}) at {srv.endpoint_url}", flush=True)
+        if chosen is None:
+            env = (f"AWS_ACCESS_KEY_ID={credentials.access_key_id} "
+                   f"AWS_SECRET_ACCESS_KEY={shlex.quote(credentials.secret_access_key)}")
+            print(f"  requests are signed with credentials made for this run (set "
+                  f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to choose them): {env}",
+                  flush=True)
+            prefix = env + " "
+        else:
+            print(f"  requests are signed with the credentials of AWS_ACCESS_KEY_ID "
+                  f"({credentials.access_key_id})", flush=True)
+            prefix = ""
         example = '{"text": "hi"}' if spec.kind == "text" else '{"image_b64": "<base64 JPEG>"}'
-        print(f"  aws lambda invoke --endpoint-url {srv.endpoint_url} --function-name "
+        print(f"  {prefix}aws lambda invoke --endpoint-url {srv.endpoint_url} --function-name "
               f"{config.name} --cli-binary-format raw-in-base64-out --payload '{example}' "
               "--log-type Tail out.json", flush=True)
         stop.wait()
@@ -319,7 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "foreground (Invoke API on loopback)")
     lam.add_argument("target", help="what the function serves, e.g. mobilenet_v2")
     lam.add_argument("--port", type=int, default=9000)
-    lam.add_argument("--host", default="127.0.0.1", help="loopback only (default 127.0.0.1)")
+    lam.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1); loopback only unless "
+                          "--allow-remote")
+    lam.add_argument("--allow-remote", action="store_true",
+                     help="DANGEROUS: let --host be an address other machines reach; anyone "
+                          "with the credentials (from AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY, required) runs code on this machine, over "
+                          "plain HTTP")
     lam.add_argument("--name", default=None, help="function name (default: the target)")
     lam.add_argument("--memory-mb", type=int, default=1024, help="128..10240 (default 1024)")
     lam.add_argument("--timeout", type=float, default=30.0, help="function timeout, s")

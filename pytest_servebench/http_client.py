@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,7 +97,11 @@ class HttpClient:
         capture_body: bool = False,
         capture_headers: bool = False,
         connect_timeout_s: float = 5.0,
+        sign: Callable[[Payload], str] | None = None,
     ) -> None:
+        """``sign``: header lines (CRLF-separated, e.g. a signature) for each request's
+        payload, called per request; returning the same string object as last time for a
+        payload reuses the request's cached bytes."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"the http target needs an http:// or https:// URL, got {url!r}")
@@ -120,19 +125,23 @@ class HttpClient:
         self._connect_timeout_s = connect_timeout_s
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
-        self._wire: dict[Payload, bytes] = {}
+        self._sign = sign
+        self._wire: dict[Payload, tuple[str, bytes]] = {}
         self._loop = asyncio.get_running_loop()
 
     def _request_bytes(self, payload: Payload) -> bytes:
-        wire = self._wire.get(payload)
-        if wire is None:
-            head = (
-                f"{self._head}\r\nContent-Type: {payload.content_type}\r\n"
-                f"Content-Length: {len(payload.body)}\r\n\r\n"
-            )
-            wire = head.encode("latin-1") + payload.body
-            if len(self._wire) < 1024:
-                self._wire[payload] = wire
+        extra = self._sign(payload) if self._sign is not None else ""
+        cached = self._wire.get(payload)
+        if cached is not None and cached[0] is extra:
+            return cached[1]
+        head = f"{self._head}\r\n{extra}\r\n" if extra else f"{self._head}\r\n"
+        head += (
+            f"Content-Type: {payload.content_type}\r\n"
+            f"Content-Length: {len(payload.body)}\r\n\r\n"
+        )
+        wire = head.encode("latin-1") + payload.body
+        if cached is not None or len(self._wire) < 1024:
+            self._wire[payload] = (extra, wire)
         return wire
 
     async def _connect(self) -> _Connection:

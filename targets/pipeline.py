@@ -8,6 +8,10 @@ function's name and ``SERVEBENCH_LAMBDA_ENDPOINT`` to the Invoke API's base URL 
 platform's ``http://127.0.0.1:PORT``); ``SERVEBENCH_ENCODE_SIZE`` is the side of the square the
 image is resized to (default 320, the detectors' input). The encoding function waits for the
 inference function, and Lambda bills both.
+
+It calls the Invoke API with boto3, as a function on Lambda would: signed with the credentials
+the platform puts in the sandbox's environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``), which the platform checks.
 """
 
 from __future__ import annotations
@@ -16,14 +20,12 @@ import base64
 import io
 import json
 import os
-import urllib.error
-import urllib.request
 from typing import Any
-from urllib.parse import quote
 
 from .s3events import BadInput, answer_s3_objects, s3_objects
 
 WARMUP_EVENT = {"servebench": "warmup"}
+_lambda: Any = None
 
 
 def encode(image: bytes, side: int) -> bytes:
@@ -40,22 +42,39 @@ def encode(image: bytes, side: int) -> bytes:
     return out.getvalue()
 
 
+def lambda_client() -> Any:
+    """One boto3 Lambda client per sandbox, made on first use, on the Invoke API at
+    ``SERVEBENCH_LAMBDA_ENDPOINT``; no retries (a throttled call is the caller's error, as
+    before), and the inference function's timeout to wait."""
+    global _lambda
+    if _lambda is None:
+        endpoint = os.environ.get("SERVEBENCH_LAMBDA_ENDPOINT")
+        if not endpoint:
+            raise RuntimeError("set SERVEBENCH_LAMBDA_ENDPOINT to the Invoke API's base URL")
+        import boto3
+        from botocore.config import Config
+
+        _lambda = boto3.client("lambda", endpoint_url=endpoint,
+                               config=Config(retries={"total_max_attempts": 1},
+                                             connect_timeout=10, read_timeout=120))
+    return _lambda
+
+
 def invoke(function: str, event: dict[str, Any]) -> bytes:
     """A synchronous invocation through the Invoke API; a function error raises ``BadInput``
     (the caller's 4xx) or ``RuntimeError`` (anything else)."""
-    endpoint = os.environ.get("SERVEBENCH_LAMBDA_ENDPOINT")
-    if not endpoint:
-        raise RuntimeError("set SERVEBENCH_LAMBDA_ENDPOINT to the Invoke API's base URL")
-    url = f"{endpoint.rstrip('/')}/2015-03-31/functions/{quote(function, safe='')}/invocations"
-    req = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST",
-                                 headers={"content-type": "application/json"})
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            body: bytes = resp.read()
-            error = resp.headers.get("X-Amz-Function-Error")
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"invoking {function}: HTTP {exc.code}: {exc.read()[:300]!r}") \
-            from None
+        resp = lambda_client().invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        body: bytes = resp["Payload"].read()
+    except ClientError as exc:
+        meta = exc.response.get("ResponseMetadata", {})
+        raise RuntimeError(f"invoking {function}: HTTP {meta.get('HTTPStatusCode')}: "
+                           f"{str(exc)[:300]}") from None
+    except BotoCoreError as exc:  # no connection, a read timeout
+        raise RuntimeError(f"invoking {function}: {str(exc)[:300]}") from None
+    error = resp.get("FunctionError")
     if error:
         doc = json.loads(body or b"{}")
         message = str(doc.get("errorMessage", doc))

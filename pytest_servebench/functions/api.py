@@ -5,6 +5,13 @@ PutProvisionedConcurrencyConfig.
 
 Errors have Lambda's shape: an ``x-amzn-ErrorType`` header and a JSON body with ``Type`` and
 ``message``, so botocore raises the exception class it would raise against AWS.
+
+Whoever can call this API runs code on the machine (a function is code; sandboxes run as the
+platform's user), so every request is checked as AWS checks it: a SigV4 signature by the
+platform's credentials or a sandbox's (``sigv4``), a Host header that names this machine's
+loopback (a web page cannot reach it by DNS rebinding), bodies read up to Lambda's limits and no
+further, and environment variables as Lambda validates them. Slow requests are cut off by the
+server's protocol (``protocol``).
 """
 
 from __future__ import annotations
@@ -12,23 +19,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import json
+import logging
+import math
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .platform import FunctionConfig, FunctionPlatform, Throttled, UnknownFunction
 from .report import encode_tail
+from .sigv4 import Credentials, SignatureError, Verifier
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
 
+log = logging.getLogger("servebench.functions")
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 256 * 1024
+# Configuration and concurrency requests are a few hundred bytes (an environment is 4 KB at most).
+MAX_CONTROL_BODY = 64 * 1024
+# Lambda lets a function set these; here sandboxes run as the platform's user (root in a
+# container), so through the API they would let any caller run code in the platform's
+# Python or dynamic loader before the handler's module is even imported (a folder with a
+# sitecustomize.py on PYTHONPATH did). The Python API (FunctionConfig) may still set them.
+GUARDED_ENVIRONMENT = {
+    "PYTHONPATH": "it makes the runtime import modules from any folder (sitecustomize.py)",
+    "PYTHONSTARTUP": "it names a file of code to run",
+    "PYTHONHOME": "it replaces the standard library",
+    "PYTHONUSERBASE": "it makes the runtime import a usercustomize.py from any folder",
+    "LD_PRELOAD": "it loads a shared library into every process",
+    "LD_LIBRARY_PATH": "it makes the dynamic loader take libraries from any folder",
+    "LD_AUDIT": "it loads a shared library into every process",
+}
 T = TypeVar("T")
+
+
+class _Refused(Exception):
+    """A request answered with an error before it reaches its operation."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+class _Disconnected(Exception):
+    """The client went away while its request was read: nobody to answer."""
 
 
 def _error(status: int, kind: str, message: str, **more: Any) -> Response:
@@ -49,31 +89,159 @@ def function_configuration(fn_config: FunctionConfig, region: str) -> dict[str, 
     }
 
 
-def create_app(platform: FunctionPlatform) -> Starlette:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:32]} is out of range")
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no number that overflows a double; a document nested
+    past the parser's depth is an error like any other (``ValueError``)."""
+    try:
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("the document is nested too deeply") from None
+
+
+def _bare_host(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        return host[1:host.find("]")] if "]" in host else host[1:]
+    if host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only: ``localhost``, a loopback address, or a
+    name whose every address is a loopback one."""
+    name = _bare_host(host)
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+class HostCheck:
+    """Which Host headers the API answers: loopback names and addresses, the address it is bound
+    to, and ``extra`` names. A name is never resolved (DNS rebinding is a name that resolves to
+    127.0.0.1 for a browser); behind a wildcard bind any address literal is accepted too."""
+
+    def __init__(self, bound: Sequence[str], *, extra: Sequence[str] = ()) -> None:
+        names = {_bare_host(h) for h in (*bound, *extra) if h}
+        self.wildcard = bool(names & {"0.0.0.0", "::", ""})
+        if self.wildcard:
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        self.names = frozenset(names - {"0.0.0.0", "::", ""})
+
+    def allows(self, header: str | None) -> bool:
+        if not header:
+            return False
+        name = _bare_host(header)
+        if name == "localhost" or name in self.names:
+            return True
+        try:
+            ip = ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return ip.is_loopback or self.wildcard
+
+
+def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostCheck) -> Starlette:
     from starlette.applications import Starlette
+    from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    async def invoke(request: Request) -> Response:
-        name = request.path_params["name"]
-        kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
-        body = await request.body()
+    async def read_body(request: Request, limit: int, what: str) -> bytes:
+        """The body, refused (413) as soon as its declared or received size passes ``limit``:
+        nothing past the limit is kept (the server reads and drops the rest)."""
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _Refused(_error(413, "RequestTooLargeException",
+                                  f"{int(declared)} byte payload is too large for {what} "
+                                  f"(limit {limit} bytes)"))
+        chunks: list[bytes] = []
+        size = 0
         try:
-            fn = platform.get(name)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _Refused(_error(413, "RequestTooLargeException",
+                                          f"the payload passed {limit} bytes, the limit of "
+                                          f"{what}"))
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise _Disconnected() from None
+        return b"".join(chunks)
+
+    async def signed_body(request: Request, limit: int, what: str) -> bytes:
+        """Check the Host header and the signature; the body, read within ``limit``."""
+        host = request.headers.get("host")
+        if not hosts.allows(host):
+            raise _Refused(_error(421, "MisdirectedRequestException",
+                                  f"Host {(host or '')[:100]!r} is not a name of this platform "
+                                  "(it answers to loopback names and addresses and the "
+                                  "address it is bound to)"))
+        try:
+            auth = verifier.check_headers(request.headers)
+            body = await read_body(request, limit, what)
+            verifier.verify(auth, method=request.method,
+                            raw_path=request.scope["raw_path"].decode("latin-1"),
+                            raw_query=request.scope["query_string"].decode("latin-1"),
+                            headers=[(k.decode("latin-1"), v.decode("latin-1"))
+                                     for k, v in request.headers.raw],
+                            body=body)
+        except SignatureError as exc:
+            raise _Refused(_error(403, exc.error_type, exc.message)) from None
+        return body
+
+    def operation(handler: Callable[[Request], Awaitable[Response]],
+                  ) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except _Refused as refused:
+                return refused.response
+            except _Disconnected:
+                # uvicorn drops a response to a client that is gone; no traceback to log.
+                return Response(status_code=400)
+        return run
+
+    def lookup(name: str) -> Any:
+        try:
+            return platform.get(name)
         except UnknownFunction as exc:
-            return _error(404, "ResourceNotFoundException", str(exc))
+            raise _Refused(_error(404, "ResourceNotFoundException", str(exc))) from None
+
+    @operation
+    async def invoke(request: Request) -> Response:
+        kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
+        limit = MAX_ASYNC_PAYLOAD if kind == "Event" else MAX_SYNC_PAYLOAD
+        body = await signed_body(request, limit, f"the {kind[:40]} invocation type")
+        fn = lookup(request.path_params["name"])
         if kind not in ("RequestResponse", "Event", "DryRun"):
             return _error(400, "InvalidParameterValueException",
-                          f"InvocationType {kind!r} is not one of RequestResponse, Event, DryRun")
-        limit = MAX_SYNC_PAYLOAD if kind != "Event" else 256 * 1024
-        if len(body) > limit:
-            return _error(413, "RequestTooLargeException",
-                          f"{len(body)} byte payload is too large for the {kind} invocation "
-                          f"type (limit {limit} bytes)")
+                          f"InvocationType {kind[:40]!r} is not one of RequestResponse, Event, "
+                          "DryRun")
         if not body:
             body = b"{}"
         try:
-            json.loads(body)
+            parse_json(body)
         except ValueError as exc:
             return _error(400, "InvalidRequestContentException",
                           f"Could not parse request body into json: {exc}")
@@ -86,6 +254,11 @@ def create_app(platform: FunctionPlatform) -> Starlette:
             inv = await fn.invoke(body)
         except Throttled as exc:
             return _error(429, "TooManyRequestsException", "Rate Exceeded.", Reason=exc.reason)
+        except Exception as exc:  # the platform failed (a sandbox did not start), not the code
+            log.warning("invoking %s failed", fn.config.name, exc_info=True)
+            return _error(500, "ServiceException",
+                          f"the platform could not run the function ({type(exc).__name__}); "
+                          "see the platform's log")
         out = inv.outcome
         headers = {"X-Amz-Executed-Version": "$LATEST",
                    "X-Servebench-Sandbox-Id": out.sandbox_id,
@@ -99,69 +272,86 @@ def create_app(platform: FunctionPlatform) -> Starlette:
                                                              separators=(",", ":"))
         return Response(out.body, status_code=200, headers=headers)
 
-    async def get_configuration(request: Request) -> Response:
+    async def control_document(request: Request) -> tuple[Any, dict[str, Any]]:
+        """The function and the JSON object of a configuration request."""
+        body = await signed_body(request, MAX_CONTROL_BODY, "a configuration request")
+        fn = lookup(request.path_params["name"])
         try:
-            fn = platform.get(request.path_params["name"])
-        except UnknownFunction as exc:
-            return _error(404, "ResourceNotFoundException", str(exc))
+            doc = parse_json(body or b"{}")
+        except ValueError as exc:
+            raise _Refused(_error(400, "InvalidRequestContentException",
+                                  f"Could not parse request body into json: {exc}")) from None
+        if not isinstance(doc, dict):
+            raise _Refused(_error(400, "InvalidRequestContentException",
+                                  "the request body must be a JSON object"))
+        return fn, doc
+
+    def integer(doc: Mapping[str, Any], field: str) -> int:
+        value = doc[field]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{field} must be an integer, not {type(value).__name__}")
+        return value
+
+    @operation
+    async def get_configuration(request: Request) -> Response:
+        await signed_body(request, MAX_CONTROL_BODY, "a configuration request")
+        fn = lookup(request.path_params["name"])
         return JSONResponse(function_configuration(fn.config, platform.region))
 
+    @operation
     async def update_configuration(request: Request) -> Response:
+        fn, doc = await control_document(request)
+        changes: dict[str, Any] = {}
         try:
-            fn = platform.get(request.path_params["name"])
-            doc = json.loads(await request.body() or b"{}")
-            changes: dict[str, Any] = {}
             if "MemorySize" in doc:
-                changes["memory_mb"] = int(doc["MemorySize"])
+                changes["memory_mb"] = integer(doc, "MemorySize")
             if "Timeout" in doc:
-                changes["timeout_s"] = float(doc["Timeout"])
+                changes["timeout_s"] = float(integer(doc, "Timeout"))
             if "Environment" in doc:
-                changes["environment"] = dict(doc["Environment"].get("Variables", {}))
+                changes["environment"] = api_environment(doc["Environment"],
+                                                         fn.config.environment)
             # Validate by building the new configuration before touching the function.
             dataclasses.replace(fn.config, **changes)
-        except UnknownFunction as exc:
-            return _error(404, "ResourceNotFoundException", str(exc))
-        except (ValueError, TypeError, AttributeError) as exc:
+        except ValueError as exc:
             return _error(400, "InvalidParameterValueException", str(exc))
         config = await fn.update(**changes)
         return JSONResponse(function_configuration(config, platform.region))
 
-    async def set_count(request: Request, field: str, attr: str) -> Response | int:
-        """Set one integer of a function's configuration from ``field`` of the JSON body;
-        the new value, or the error response."""
+    async def set_count(request: Request, field: str, attr: str) -> int:
+        """Set one integer of a function's configuration from ``field`` of the JSON body."""
+        fn, doc = await control_document(request)
         try:
-            fn = platform.get(request.path_params["name"])
-            n = int(json.loads(await request.body())[field])
+            if field not in doc:
+                raise ValueError(f"{field} is required")
+            n = integer(doc, field)
             changes: dict[str, Any] = {attr: n}
             config = dataclasses.replace(fn.config, **changes)  # validates
-        except UnknownFunction as exc:
-            return _error(404, "ResourceNotFoundException", str(exc))
-        except (ValueError, TypeError, KeyError) as exc:
-            return _error(400, "InvalidParameterValueException", str(exc))
+        except ValueError as exc:
+            raise _Refused(_error(400, "InvalidParameterValueException", str(exc))) from None
         fn.config = config
         return n
 
+    @operation
     async def put_concurrency(request: Request) -> Response:
         n = await set_count(request, "ReservedConcurrentExecutions", "reserved_concurrency")
-        if not isinstance(n, int):
-            return n
         return JSONResponse({"ReservedConcurrentExecutions": n})
 
+    @operation
     async def put_provisioned(request: Request) -> Response:
         n = await set_count(request, "ProvisionedConcurrentExecutions",
                             "provisioned_concurrency")
-        if not isinstance(n, int):
-            return n
         await platform.get(request.path_params["name"]).provision()
         return JSONResponse({"RequestedProvisionedConcurrentExecutions": n,
                              "AvailableProvisionedConcurrentExecutions": n,
                              "AllocatedProvisionedConcurrentExecutions": n, "Status": "READY"},
                             status_code=202)
 
+    @operation
     async def not_found(request: Request) -> Response:
+        await signed_body(request, MAX_CONTROL_BODY, "a request")
         return _error(404, "UnknownOperationException",
-                      f"{request.method} {request.url.path} is not an operation this local "
-                      "platform serves")
+                      f"{request.method} {request.url.path[:200]} is not an operation this "
+                      "local platform serves")
 
     routes = [
         Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"]),
@@ -176,6 +366,24 @@ def create_app(platform: FunctionPlatform) -> Starlette:
     return Starlette(routes=routes)
 
 
+def api_environment(doc: Any, current: Mapping[str, str]) -> dict[str, str]:
+    """``Environment`` of an UpdateFunctionConfiguration request as the function's new
+    variables: Lambda's checks (``FunctionConfig``) run when the configuration is built; here
+    the shape, and the variables the API does not let a caller set (``GUARDED_ENVIRONMENT``)
+    unless the function already has them with the same value (a configuration read and written
+    back)."""
+    if not isinstance(doc, dict):
+        raise ValueError("Environment must be an object with Variables")
+    variables = doc.get("Variables", {})
+    if not isinstance(variables, dict):
+        raise ValueError("Environment.Variables must be a map of names to strings")
+    for key, why in GUARDED_ENVIRONMENT.items():
+        if key in variables and variables[key] != current.get(key):
+            raise ValueError(f"{key} cannot be set through this platform's API: sandboxes run "
+                             f"as the platform's user, and {why}")
+    return dict(variables)
+
+
 async def _swallow(aw: Awaitable[Any]) -> None:
     with contextlib.suppress(Exception):  # an async (Event) invocation has nobody to report to
         await aw
@@ -184,23 +392,50 @@ async def _swallow(aw: Awaitable[Any]) -> None:
 class PlatformServer:
     """The platform and its API served by uvicorn on a loopback port, in a thread of its own.
 
+    Requests must be signed with ``credentials`` (generated when not given: read them from
+    ``srv.credentials``). A host that is not loopback is refused unless ``allow_remote`` and
+    the caller's own ``credentials`` are given: anyone who can sign can run code here.
+    ``header_timeout_s`` and ``body_timeout_s`` bound how long a request may take to arrive.
+
     >>> with PlatformServer(ProcessLauncher()) as srv:  # doctest: +SKIP
     ...     srv.deploy(FunctionConfig("mnv2", target="mobilenet_v2", memory_mb=1024))
-    ...     boto3.client("lambda", endpoint_url=srv.endpoint_url).invoke(FunctionName="mnv2")
+    ...     creds = srv.credentials
+    ...     boto3.client("lambda", endpoint_url=srv.endpoint_url,
+    ...                  aws_access_key_id=creds.access_key_id,
+    ...                  aws_secret_access_key=creds.secret_access_key).invoke(FunctionName="mnv2")
     """
 
     def __init__(self, launcher_factory: Callable[[], Any], *, host: str = "127.0.0.1",
-                 port: int = 0, **platform_options: Any) -> None:
+                 port: int = 0, credentials: Credentials | None = None,
+                 allow_remote: bool = False, allowed_hosts: Sequence[str] = (),
+                 header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
+                 **platform_options: Any) -> None:
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ValueError(f"the function platform serves loopback only, not {host!r}: "
+                                 "whoever reaches it can run code on this machine "
+                                 "(allow_remote=True with credentials to serve others)")
+            if credentials is None:
+                raise ValueError("serving other machines (allow_remote) needs credentials "
+                                 "chosen by the caller, not generated ones")
+        for name, value in (("header_timeout_s", header_timeout_s),
+                            ("body_timeout_s", body_timeout_s)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")
         self._launcher_factory = launcher_factory
         self._options = platform_options
         self.host = host
+        self.credentials = credentials or Credentials.generate()
+        self.header_timeout_s, self.body_timeout_s = header_timeout_s, body_timeout_s
         # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
         # proto says TCP, and with Nagle on every reply waits out a 40 ms delayed ACK.
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                                    socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
+        bound = str(self._sock.getsockname()[0])
         self.port = int(self._sock.getsockname()[1])
+        self.hosts = HostCheck([host, bound], extra=allowed_hosts)
         self.platform: FunctionPlatform | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -225,6 +460,8 @@ class PlatformServer:
     def _main(self, ready: threading.Event) -> None:
         import uvicorn
 
+        from .protocol import with_deadlines
+
         async def main() -> None:
             self.loop = asyncio.get_running_loop()
             try:
@@ -233,9 +470,13 @@ class PlatformServer:
                 self._error = exc
                 ready.set()
                 return
-            config = uvicorn.Config(create_app(self.platform), log_level="warning",
-                                    access_log=False, lifespan="off",
-                                    timeout_keep_alive=300)
+            # Sandboxes sign with the platform's role credentials, the rest with its own.
+            verifier = Verifier([self.credentials, self.platform.role_credentials])
+            app = create_app(self.platform, verifier=verifier, hosts=self.hosts)
+            protocol = with_deadlines(header_timeout_s=self.header_timeout_s,
+                                      body_timeout_s=self.body_timeout_s)
+            config = uvicorn.Config(app, log_level="warning", access_log=False,
+                                    lifespan="off", timeout_keep_alive=300, http=protocol)
             self._server = uvicorn.Server(config)
             serving = asyncio.create_task(self._server.serve(sockets=[self._sock]))
             while not self._server.started and not serving.done():

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,9 +24,48 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .sandbox import Launcher, Outcome, Sandbox, SandboxSpec
+from .sigv4 import Credentials
 
 log = logging.getLogger("servebench.functions")
 DEFAULT_HANDLER = "targets.handler.handler"
+# What Lambda checks in a function's environment (CreateFunction, UpdateFunctionConfiguration).
+ENVIRONMENT_KEY = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
+ENVIRONMENT_MAX_BYTES = 4096
+RESERVED_ENVIRONMENT = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
+
+
+def check_environment(environment: Mapping[str, str]) -> None:
+    """Raise ``ValueError`` unless Lambda would accept ``environment`` as a function's
+    variables: string values, keys like ``[a-zA-Z]([a-zA-Z0-9_])+``, none of the keys Lambda sets
+    itself, 4 KB in all."""
+    if not isinstance(environment, Mapping):
+        raise ValueError("Environment.Variables must be a map of names to strings")
+    size = 0
+    for key, value in environment.items():
+        if not isinstance(key, str) or ENVIRONMENT_KEY.fullmatch(key) is None:
+            shown = key[:64] if isinstance(key, str) else type(key).__name__
+            raise ValueError(f"environment variable name {shown!r} does not match "
+                             "[a-zA-Z]([a-zA-Z0-9_])+")
+        if not isinstance(value, str):
+            raise ValueError(f"environment variable {key} must be a string, not "
+                             f"{type(value).__name__}")
+        if key in RESERVED_ENVIRONMENT:
+            raise ValueError(f"Lambda was unable to configure your environment variables "
+                             f"because the environment variables you have provided contains "
+                             f"reserved keys that are currently not supported for "
+                             f"modification. Reserved keys used in this request: {key}")
+        size += len(key.encode()) + len(value.encode())
+    if size > ENVIRONMENT_MAX_BYTES:
+        raise ValueError(f"Lambda was unable to configure your environment variables because "
+                         f"the environment variables you have provided exceeded the 4KB limit. "
+                         f"Size: {size} bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +95,7 @@ class FunctionConfig:
             raise ValueError("provisioned concurrency cannot pass reserved concurrency")
         if not 1 <= self.timeout_s <= 900:
             raise ValueError(f"Lambda timeout is 1..900 s, not {self.timeout_s:g}")
+        check_environment(self.environment)
 
     def arn(self, region: str = "us-east-1") -> str:
         return f"arn:aws:lambda:{region}:000000000000:function:{self.name}"
@@ -207,8 +248,13 @@ class FunctionPlatform:
 
     def __init__(self, launcher: Launcher, *, account_concurrency: int = 1000,
                  start_timeout_s: float = 30.0, reap_interval_s: float = 0.5,
-                 region: str = "us-east-1", launch_in_executor: bool = False) -> None:
+                 region: str = "us-east-1", launch_in_executor: bool = False,
+                 role_credentials: Credentials | None = None) -> None:
         self.launcher = launcher
+        # What every sandbox signs its own AWS calls with (another function's Invoke, S3), as a
+        # function gets its execution role's temporary credentials: never the platform's own
+        # pair, which may be a person's.
+        self.role_credentials = role_credentials or Credentials.generate(temporary=True)
         self.account_concurrency = account_concurrency
         self.start_timeout_s = start_timeout_s
         self.reap_interval_s = reap_interval_s
@@ -228,6 +274,7 @@ class FunctionPlatform:
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
             "SERVEBENCH_TARGET": c.target,
             "SERVEBENCH_PARALLEL_INIT": "1" if c.parallel_init else "0",
+            **self.role_credentials.environment(),
         }
 
     def spawn_task(self, coro: Any) -> None:

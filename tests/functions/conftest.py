@@ -42,6 +42,22 @@ def lam(platform: Any) -> Any:
     boto3 = pytest.importorskip("boto3")
     from botocore.config import Config
 
+    creds = platform.credentials
     return boto3.client("lambda", endpoint_url=platform.endpoint_url, region_name="us-east-1",
-                        aws_access_key_id="local", aws_secret_access_key="local",
+                        aws_access_key_id=creds.access_key_id,
+                        aws_secret_access_key=creds.secret_access_key,
                         config=Config(retries={"max_attempts": 0}, read_timeout=60))
+
+
+def signed_headers(creds: Any, method: str, url: str, body: bytes = b"",
+                   headers: dict[str, str] | None = None, region: str = "us-east-1",
+                   service: str = "lambda") -> dict[str, str]:
+    """The headers botocore's own signer gives a request (for raw HTTP tests)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    SigV4Auth(Credentials(creds.access_key_id, creds.secret_access_key, creds.session_token),
+              service, region).add_auth(request)
+    return dict(request.headers.items())

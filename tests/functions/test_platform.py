@@ -13,7 +13,7 @@ import pytest
 from pytest_servebench.backends.local.processes import servebench_processes
 from pytest_servebench.functions.report import find_report
 
-from .conftest import config
+from .conftest import config, signed_headers
 
 
 def invoke(lam: Any, name: str, event: Any = None) -> tuple[dict[str, Any], Any]:
@@ -133,8 +133,10 @@ def test_errors_have_lambdas_shape(platform: Any, lam: Any) -> None:
     # boto3 checks the memory range itself; a raw client meets the platform's own check.
     import requests
 
-    resp = requests.put(f"{platform.endpoint_url}/2015-03-31/functions/failing/configuration",
-                        json={"MemorySize": 64}, timeout=10)
+    url = f"{platform.endpoint_url}/2015-03-31/functions/failing/configuration"
+    body = json.dumps({"MemorySize": 64}).encode()
+    resp = requests.put(url, data=body, timeout=10,
+                        headers=signed_headers(platform.credentials, "PUT", url, body))
     assert resp.status_code == 400
     assert resp.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
     assert "128..10240" in resp.json()["message"]

@@ -27,6 +27,11 @@ from .sweep import sweep_dead_runs
 log = logging.getLogger(__name__)
 
 SERVER_PLATFORMS = ("ec2", "fargate", "sagemaker")
+# Every sandbox gets these from the platform (its role's credentials, its region), as on Lambda,
+# which refuses them in a function's environment. The object store's environment() carries them
+# for code outside functions; function() leaves them out rather than refuse it.
+PLATFORM_SUPPLIED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                     "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
 def model_environment(target: str) -> dict[str, str]:
@@ -64,7 +69,9 @@ class LocalBackend:
     # -- functions -------------------------------------------------------------------------
     @property
     def platform(self) -> Any:
-        """The local function platform (``functions.api.PlatformServer``), started on demand."""
+        """The local function platform (``functions.api.PlatformServer``), started on demand.
+        Its credentials are made for this run (``platform.credentials``); the targets
+        ``function()`` returns sign with them."""
         if self._platform is None:
             from ...functions.api import PlatformServer
 
@@ -116,10 +123,14 @@ class LocalBackend:
         ``model_from="package"`` ships the model with the function; ``"s3"`` puts it in the
         local object store and the function downloads it at init (study 004's setup, where
         ``parallel_init`` overlaps the download with the library imports). ``handler`` picks
-        another entry point, e.g. ``targets.router.handler`` (study 002's hybrid front)."""
+        another entry point, e.g. ``targets.router.handler`` (study 002's hybrid front).
+        ``environment`` follows Lambda's rules, but credentials and region in it (the object
+        store's ``environment()``) are left out: the sandbox gets the platform's."""
         from ...functions.platform import DEFAULT_HANDLER, FunctionConfig
 
-        model_env = self._model_environment(target, model_from)
+        model_env = {k: v for k, v in {**self._model_environment(target, model_from),
+                                       **(environment or {})}.items()
+                     if k not in PLATFORM_SUPPLIED}
         fname = name or (f"{target}-{memory_mb}mb" + ("-s3" if model_from == "s3" else "")
                          + ("-parallel" if parallel_init else ""))
         config = FunctionConfig(
@@ -127,7 +138,7 @@ class LocalBackend:
             reserved_concurrency=reserved_concurrency,
             provisioned_concurrency=provisioned_concurrency, keep_alive_s=keep_alive_s,
             parallel_init=parallel_init, handler=handler or DEFAULT_HANDLER,
-            environment={**model_env, **(environment or {})})
+            environment=model_env)
         srv = self.platform
         srv.deploy(config)
         shape = Shape.for_lambda(memory_mb)
@@ -136,7 +147,8 @@ class LocalBackend:
                    "reserved_concurrency": reserved_concurrency,
                    "provisioned_concurrency": provisioned_concurrency,
                    **self._describe_shape(shape)}
-        return FunctionTarget(srv.endpoint_url, fname, name=f"lambda:{fname}", profile=profile)
+        return FunctionTarget(srv.endpoint_url, fname, name=f"lambda:{fname}", profile=profile,
+                              credentials=srv.credentials)
 
     def force_cold(self, function: FunctionTarget) -> None:
         """Retire the function's sandboxes: its next invocations are cold starts."""
