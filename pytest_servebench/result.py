@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .engine import Record, Recording
 from .histogram import LatencyHistogram
+from .records import Record, Recording
 from .settings import LATE_THRESHOLD_S, MAX_LATE_SHARE
 from .stats import (
     DEFAULT_CONFIDENCE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_servebench.engine import Record, Recording
+from pytest_servebench.records import Record, Recording
 from pytest_servebench.result import Result, summarize
 from pytest_servebench.target import Reply
 

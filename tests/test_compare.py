@@ -9,8 +9,8 @@ import pytest
 
 from pytest_servebench import ClosedLoop, HttpTarget, Servebench
 from pytest_servebench.compare import Change, compare_run, parse_thresholds
-from pytest_servebench.engine import Record, Recording
 from pytest_servebench.history import make_entry, new_run
+from pytest_servebench.records import Record, Recording
 from pytest_servebench.result import summarize
 from pytest_servebench.target import Reply
 

@@ -14,7 +14,7 @@ from pytest_servebench.cost import (
     server_usd_per_million,
     with_cost,
 )
-from pytest_servebench.engine import Record, Recording
+from pytest_servebench.records import Record, Recording
 from pytest_servebench.result import summarize
 from pytest_servebench.target import Reply
 

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_servebench.backends.http import HttpTarget
-from pytest_servebench.engine import Record, Recording, _closed_window, drive, run_sync
+from pytest_servebench.engine import _closed_window, drive, run_sync
+from pytest_servebench.records import Record, Recording
 from pytest_servebench.target import Payload, Reply
 from pytest_servebench.workloads import AnyWorkload, ClosedLoop, OpenLoop
 

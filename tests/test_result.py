@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from pytest_servebench.engine import Record, Recording
+from pytest_servebench.records import Record, Recording
 from pytest_servebench.result import Result, summarize
 from pytest_servebench.slo import SLOFailure, parse_slo
 from pytest_servebench.target import Reply
