@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_servebench.backends.aws import packaging as packaging_module
+from pytest_servebench.backends.aws.packaging import FunctionPackage
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIASERVEBENCHTEST01", "AWS_SECRET_ACCESS_KEY":
                "servebench-test-secret", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_REGION": "us-east-1"}
@@ -53,3 +56,15 @@ def tiny_zip() -> bytes:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("targets/handler.py", "def handler(event, context):\n    return {}\n")
     return buf.getvalue()
+
+
+@pytest.fixture
+def tiny_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FunctionPackage:
+    """A real zip, small: the control plane does not care what the package holds."""
+    path = tmp_path / "tiny.zip"
+    path.write_bytes(tiny_zip())
+    package = FunctionPackage(target="text_rf", path=path, sha256="0" * 64,
+                              zipped_bytes=path.stat().st_size, unzipped_bytes=100,
+                              model_file="model/text_rf.joblib")
+    monkeypatch.setattr(packaging_module, "build_zip", lambda target: package)
+    return package

@@ -3,8 +3,6 @@ down, sweep. (Invocations go through the local Lambda platform: test_end_to_end.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pytest_servebench.backends.aws import AwsBackend, AwsBackendError
@@ -13,19 +11,7 @@ from pytest_servebench.backends.aws.packaging import FunctionPackage
 from pytest_servebench.backends.aws.resources import TAG_RUN, RunTags
 from pytest_servebench.backends.aws.sweep import find_leftovers, resource_of_arn, sweep
 
-from .conftest import Moto, tiny_zip
-
-
-@pytest.fixture
-def tiny_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FunctionPackage:
-    """A real zip, small: the control plane does not care what the package holds."""
-    path = tmp_path / "tiny.zip"
-    path.write_bytes(tiny_zip())
-    package = FunctionPackage(target="text_rf", path=path, sha256="0" * 64,
-                              zipped_bytes=path.stat().st_size, unzipped_bytes=100,
-                              model_file="model/text_rf.joblib")
-    monkeypatch.setattr(packaging_module, "build_zip", lambda target: package)
-    return package
+from .conftest import Moto
 
 
 def _everything(backend: AwsBackend) -> dict[str, list[str]]:
