@@ -51,3 +51,18 @@ def test_serve_unknown_target_is_a_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest_servebench.cli", "serve", "nope"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown target 'nope'" in proc.stderr
+
+
+def test_serve_refuses_a_non_loopback_host_without_allow_remote() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest_servebench.cli", "serve",
+                           "mobilenet_v2", "--host", "0.0.0.0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "not a loopback address" in proc.stderr
+    assert "--allow-remote" in proc.stderr
+
+
+def test_serve_refuses_a_deadline_that_is_not_positive() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest_servebench.cli", "serve",
+                           "mobilenet_v2", "--header-timeout", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--header-timeout must be a positive" in proc.stderr
