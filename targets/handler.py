@@ -73,10 +73,12 @@ def init(target: str | None = None) -> Core:
     global _core, _init
     if _core is None:
         from .core import load_core
+        from .core.heap import return_large_frees_to_os
 
         name = target or os.environ.get("SERVEBENCH_TARGET")
         if not name:
             raise RuntimeError("set SERVEBENCH_TARGET to the target this function serves")
+        return_large_frees_to_os()  # a sandbox's memory after a large image is its own again
         _core = load_core(name)
         _init = {**_core.init_timings, "handler_init_s": time.perf_counter() - _INIT_STARTED,
                  "handler_import_started_unix": _INIT_STARTED_UNIX}
