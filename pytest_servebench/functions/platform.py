@@ -49,6 +49,11 @@ def check_environment(environment: Mapping[str, str]) -> None:
         raise ValueError("Environment.Variables must be a map of names to strings")
     size = 0
     for key, value in environment.items():
+        if key in RESERVED_ENVIRONMENT:
+            raise ValueError(f"Lambda was unable to configure your environment variables "
+                             f"because the environment variables you have provided contains "
+                             f"reserved keys that are currently not supported for "
+                             f"modification. Reserved keys used in this request: {key}")
         if not isinstance(key, str) or ENVIRONMENT_KEY.fullmatch(key) is None:
             shown = key[:64] if isinstance(key, str) else type(key).__name__
             raise ValueError(f"environment variable name {shown!r} does not match "
@@ -56,11 +61,6 @@ def check_environment(environment: Mapping[str, str]) -> None:
         if not isinstance(value, str):
             raise ValueError(f"environment variable {key} must be a string, not "
                              f"{type(value).__name__}")
-        if key in RESERVED_ENVIRONMENT:
-            raise ValueError(f"Lambda was unable to configure your environment variables "
-                             f"because the environment variables you have provided contains "
-                             f"reserved keys that are currently not supported for "
-                             f"modification. Reserved keys used in this request: {key}")
         size += len(key.encode()) + len(value.encode())
     if size > ENVIRONMENT_MAX_BYTES:
         raise ValueError(f"Lambda was unable to configure your environment variables because "
