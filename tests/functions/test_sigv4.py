@@ -202,3 +202,12 @@ def test_credentials_never_show_their_secret() -> None:
     env = Credentials.from_environment({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
                                         "AWS_SESSION_TOKEN": "t"})
     assert env == Credentials("k", "s", "t") and env.environment()["AWS_SESSION_TOKEN"] == "t"
+
+
+def test_the_modules_example_runs() -> None:
+    import doctest
+
+    from pytest_servebench.functions import sigv4
+
+    failures, attempted = doctest.testmod(sigv4)
+    assert attempted > 0 and failures == 0
