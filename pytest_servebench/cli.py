@@ -12,6 +12,7 @@ from typing import Any
 def _load(args: argparse.Namespace) -> int:
     from .backends.http import HttpTarget
     from .fixture import Servebench
+    from .metrics import LATENCY_STATS
     from .settings import Settings
     from .workloads import ClosedLoop, OpenLoop
 
@@ -28,8 +29,7 @@ def _load(args: argparse.Namespace) -> int:
     summary = {
         "workload": str(workload), "count": r.count, "errors": dict(r.errors),
         "success_ratio": r.success_ratio, "throughput": r.throughput,
-        **{f"{name}_s": getattr(r.latency, name).value
-           for name in ("p50", "p90", "p99", "p999", "mean", "max")},
+        **{f"{name}_s": getattr(r.latency, name).value for name in LATENCY_STATS},
         "timed_out": r.censored,
     }
     if r.schedule_lag is not None:

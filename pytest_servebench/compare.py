@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .histogram import LatencyHistogram
+from .metrics import COMPARABLE, LATENCY_STATS, QUANTILES, parse_metric
 
 DEFAULT_FAIL_SPEC = "p99:10%,throughput:-5%,success_ratio:-0.01"
 DEFAULT_ALPHA = 0.05
@@ -52,8 +53,6 @@ NOISE_RUNS = 10
 MIN_NOISE_RUNS = 3
 PERMUTATIONS = 2000
 PERMUTATION_MAX_SAMPLES = 5000
-_LATENCY = ("p50", "p90", "p95", "p99", "p999", "mean", "max")
-_QUANTILE = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 _SPEC = re.compile(r"^\s*([a-z0-9_]+)\s*:\s*([-+]?[0-9]*\.?[0-9]+)\s*(%?)\s*$")
 VERDICTS = ("regression", "improvement", "unchanged", "inconclusive")
 VerdictKind = Literal["regression", "improvement", "unchanged", "inconclusive"]
@@ -82,7 +81,7 @@ def parse_thresholds(spec: str) -> list[Threshold]:
             raise ValueError(f"cannot read threshold {part!r}: expected METRIC:VALUE[%], e.g. "
                              "p99:10% or throughput:-5%")
         metric, value, pct = m.group(1), float(m.group(2)), m.group(3) == "%"
-        if metric not in (*_LATENCY, "throughput", "success_ratio", "usd_per_million"):
+        if metric not in COMPARABLE:
             raise ValueError(f"no comparison for metric {metric!r}")
         if value == 0:
             raise ValueError(f"threshold {part!r}: a zero threshold flags every change")
@@ -99,7 +98,7 @@ def parse_thresholds(spec: str) -> list[Threshold]:
 
 
 def metric_value(entry: Mapping[str, Any], metric: str) -> float:
-    if metric in _LATENCY:
+    if metric in LATENCY_STATS:
         return float(entry["latency_s"][metric]["value"])
     if metric == "usd_per_million":
         cost = entry.get("cost")
@@ -308,8 +307,8 @@ def _success_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str
 
 def _evidence(metric: str, current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
               alpha: float) -> _Evidence | None:
-    if metric in _QUANTILE:
-        return _quantile_evidence(_QUANTILE[metric], current, baseline, alpha)
+    if metric in QUANTILES:
+        return _quantile_evidence(QUANTILES[metric], current, baseline, alpha)
     if metric == "mean":
         return _mean_evidence(current, baseline, alpha)
     if metric == "max":  # reported, not tested (see the module's docstring)
@@ -395,7 +394,7 @@ def sampling_sd(entry: Mapping[str, Any], metric: str) -> float | None:
     the history stored: a percentile's or the mean's 95% interval, the throughput window's
     intervals, the success ratio's count. None when the run cannot bound it."""
     z = 1.959964
-    if metric in _QUANTILE:  # (the mean's interval is not a sampling sd: see mean_estimate)
+    if metric in QUANTILES:  # (the mean's interval is not a sampling sd: see mean_estimate)
         est = entry["latency_s"][metric]
         low, high = float(est["low"]), float(est["high"])
         if not (low > 0 and math.isfinite(high)):
@@ -682,12 +681,9 @@ def _entry_of(run: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
 
 def render_comparison(cmp: Comparison) -> list[str]:
     from .report import format_table
-    from .slo import format_value
 
     def fmt(metric: str, v: float) -> str:
-        kind = "latency" if metric in _LATENCY else {"throughput": "rate",
-                                                     "usd_per_million": "usd"}.get(metric, "ratio")
-        return format_value(kind, v)
+        return parse_metric(metric).format(v)
 
     header = ("test", "metric", "baseline", "current", "change", "95% interval", "p-value",
               "threshold", "verdict")

@@ -14,18 +14,15 @@ how many requests an hour they serve: at steady state, the measured throughput.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .pricebook import Arch, PriceBook, load_price_book
 
-if TYPE_CHECKING:
-    from .result import Result
-
-__all__ = ["CostEstimate", "billed_ms", "breakeven_calls_per_day", "function_usd_per_call",
-           "load_price_book", "price_result", "server_run_usd", "server_usd_per_million",
-           "with_cost"]
+__all__ = ["CostEstimate", "Priced", "billed_ms", "breakeven_calls_per_day",
+           "function_usd_per_call", "load_price_book", "price_result", "server_run_usd",
+           "server_usd_per_million"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,26 @@ class CostEstimate:
         return {"platform": self.platform, "usd_per_request": self.usd_per_request,
                 "usd_per_1000": self.usd_per_1000, "usd_per_million": self.usd_per_million,
                 "basis": self.basis, "price_book_as_of": self.price_book_as_of}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CostEstimate:
+        """Read back what ``to_dict`` wrote (the per-1000 and per-million prices follow)."""
+        return cls(float(data["usd_per_request"]), str(data["platform"]), str(data["basis"]),
+                   str(data["price_book_as_of"]))
+
+
+class Priced(Protocol):
+    """What a result is priced from (a ``result.Result``): its target's profile, its measured
+    throughput and the durations a function billed. Cost knows results only through this."""
+
+    @property
+    def target_profile(self) -> Mapping[str, Any]: ...
+
+    @property
+    def throughput(self) -> float: ...
+
+    @property
+    def billed_durations_s(self) -> Sequence[float]: ...
 
 
 def billed_ms(duration_ms: float) -> int:
@@ -109,28 +126,13 @@ def server_usd_per_hour(profile: Mapping[str, Any], book: PriceBook) -> tuple[fl
     raise ValueError(f"not a server platform: {platform!r}")
 
 
-def with_cost(result: Result, estimate: CostEstimate) -> Result:
-    """The result with its cost attached and usable in SLOs (``usd_per_million < 1``)."""
-    from dataclasses import replace
-
-    from .stats import Estimate
-
-    n = result.ok_count
-    metrics = {**result.extra_metrics,
-               "usd_per_million": Estimate.point(estimate.usd_per_million, n),
-               "usd_per_1000": Estimate.point(estimate.usd_per_1000, n),
-               "usd_per_request": Estimate.point(estimate.usd_per_request, n)}
-    return replace(result, cost=estimate, extra_metrics=metrics)
-
-
-def price_result(result: Result, book: PriceBook) -> CostEstimate | None:
+def price_result(result: Priced, book: PriceBook) -> CostEstimate | None:
     """Price a result from its target profile; None when the platform is not known, or when a
     function did not report billed durations (nothing is guessed)."""
     profile = result.target_profile
     platform = profile.get("platform")
     if platform == "lambda":
-        billed = [r.reply.billed_duration_s for r in result.records
-                  if not r.warmup and r.reply.ok and r.reply.billed_duration_s is not None]
+        billed = list(result.billed_durations_s)
         if not billed:
             return None
         memory_mb = int(profile["memory_mb"])

@@ -83,9 +83,7 @@ class Servebench:
         if self._pricer is not None:
             estimate = self._pricer(result)
             if estimate is not None:
-                from .cost import with_cost
-
-                result = with_cost(result, estimate)
+                result = result.with_cost(estimate)
         self.results.append(result)
         if self._on_result is not None:
             self._on_result(result)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .slo import format_value
+from .metrics import format_value
 
 
 def overall_verdict(outcomes: Iterable[str]) -> str:
@@ -48,7 +48,7 @@ def render_summary(entries: Sequence[Mapping[str, Any]]) -> list[str]:
         row = [e["nodeid"], e["target"], str(e["workload"].get("str", "")), str(e["count"]),
                format_value("latency", e["latency_s"]["p50"]["value"]),
                format_value("latency", e["latency_s"]["p99"]["value"]),
-               format_value("rate", e["throughput"]), f"{e['success_ratio']:.4f}",
+               format_value("throughput", e["throughput"]), f"{e['success_ratio']:.4f}",
                "INVALID" if e.get("valid") is False else
                overall_verdict(v["outcome"] for v in e["slo"])]
         if lagged:

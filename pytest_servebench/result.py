@@ -6,15 +6,18 @@ import bisect
 import csv
 import io
 import math
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from .cost import CostEstimate
 from .histogram import LatencyHistogram
+from .metrics import COLD_START_SOURCES, QUANTILES, USD_METRICS, Metric, parse_metric
 from .records import Record, Recording
 from .settings import LATE_THRESHOLD_S, MAX_LATE_SHARE
+from .slo import SLO, Verdict
+from .slo import check as check_slos
 from .stats import (
     DEFAULT_CONFIDENCE,
     Estimate,
@@ -23,30 +26,11 @@ from .stats import (
     quantile_estimate,
 )
 
-if TYPE_CHECKING:
-    from .cost import CostEstimate
-    from .slo import SLO, Verdict
-
-_PCT = re.compile(r"^p(\d+(?:\.\d+)?)$")
 # Client-side give-ups: their latency is at least the time waited (censored), and it counts.
 CENSORED_ERRORS = ("timeout", "cancelled")
 # Throughput is also read per interval of the measuring window, for its interval and for the
 # regression gate's rate test.
 MAX_THROUGHPUT_BINS = 20
-
-
-def quantile_of(name: str) -> float | None:
-    """0..1 for names like ``p50``, ``p99``, ``p999`` (99.9), ``p99.9``; None otherwise."""
-    m = _PCT.match(name)
-    if not m:
-        return None
-    digits = m.group(1)
-    if "." not in digits and len(digits) > 2 and digits.startswith("99"):
-        digits = "99." + digits[2:]
-    q = float(digits) / 100
-    if not 0 <= q <= 1:
-        raise ValueError(f"percentile out of range in {name!r}")
-    return q
 
 
 @dataclass(frozen=True)
@@ -73,8 +57,7 @@ class LatencySummary:
         bounds the mean's interval (see ``stats.mean_estimate``)."""
         xs = tuple(sorted(latencies_s))
         n = len(xs)
-        q = {name: quantile_estimate(xs, p, confidence)
-             for name, p in (("p50", .5), ("p90", .9), ("p95", .95), ("p99", .99), ("p999", .999))}
+        q = {name: quantile_estimate(xs, p, confidence) for name, p in QUANTILES.items()}
         mx = Estimate.point(xs[-1] if xs else math.nan, n)
         return cls(mean=mean_estimate(xs, confidence, upper_bound=upper_bound_s), max=mx,
                    sorted_s=xs, confidence=confidence, upper_bound_s=upper_bound_s, **q)
@@ -168,6 +151,9 @@ class Result:
     throughput_bins: tuple[int, ...] = ()
     offered_rate: float | None = None
     error_details: Mapping[str, str] = field(default_factory=dict)
+    # What a function reported it billed for each measured successful request (the cost
+    # model's input; kept apart from the records, which a run may not keep).
+    billed_durations_s: tuple[float, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -229,57 +215,60 @@ class Result:
         """A metric by SLO name: ``p99``, ``p99.9``, ``mean``, ``max``, ``throughput``,
         ``success_ratio``, ``error_count``, ``cold_start`` (cold-start latency, mean),
         ``cold_start_p50``/``_max``/``_mean``, ``init_duration_*``, and ``usd_per_million`` /
-        ``usd_per_1000`` when the target's platform can be priced."""
+        ``usd_per_1000`` / ``usd_per_request`` when the target's platform can be priced (see
+        ``metrics`` for the vocabulary)."""
         if name in self.extra_metrics:
             return self.extra_metrics[name]
-        lat = self.latency
-        if name in ("mean", "max"):
-            est: Estimate = getattr(lat, name)
-            return est
-        q = quantile_of(name)
-        if q is not None:
-            return lat.percentile(q)
-        if name == "throughput":
+        metric = parse_metric(name)
+        if metric.source == "throughput":
             return self.throughput_estimate()
-        if name == "success_ratio":
+        if metric.source == "success_ratio":
             return Estimate.point(self.success_ratio, self.count)
-        if name == "error_count":
+        if metric.source == "error_count":
             return Estimate.point(float(sum(self.errors.values())), self.count)
-        for prefix, pick in (("cold_start", "latency"), ("init_duration", "init_duration")):
-            if name == prefix or name.startswith(prefix + "_"):
-                cs = self.cold_starts
-                summary: LatencySummary | None = getattr(cs, pick) if cs is not None else None
-                if summary is None or summary.n == 0:
-                    raise LookupError(
-                        f"{name}: the target reported no cold starts in this run "
-                        "(force them with a cold-start workload, or use a target that reports them)"
-                    )
-                stat = name[len(prefix) + 1:] or "mean"
-                sub = quantile_of(stat)
-                if sub is not None:
-                    return summary.percentile(sub)
-                if stat in ("mean", "max"):
-                    picked: Estimate = getattr(summary, stat)
-                    return picked
-        if name.startswith("usd_"):
+        if metric.source == "cost":
+            if self.cost is None:
+                raise LookupError(
+                    f"{name}: this result has no cost (its target names no priced platform, "
+                    "or a function reported no billed durations)")
+            if name in USD_METRICS:
+                usd: float = getattr(self.cost, name)
+                return Estimate.point(usd, self.ok_count)
+        summary = self.summary_of(name)
+        if metric.source in COLD_START_SOURCES and (summary is None or summary.n == 0):
             raise LookupError(
-                f"{name}: this result has no cost (its target names no priced platform, or a "
-                "function reported no billed durations)")
+                f"{name}: the target reported no cold starts in this run "
+                "(force them with a cold-start workload, or use a target that reports them)")
+        if summary is not None:
+            return _statistic(summary, metric)
         raise LookupError(f"unknown metric {name!r}")
+
+    def summary_of(self, name: str) -> LatencySummary | None:
+        """The latency sample a metric is read from: every request's for ``p99`` or
+        ``mean``, the cold starts' for ``cold_start_*``, their init durations' for
+        ``init_duration_*``; None for other metrics or when the run has no such sample."""
+        source = parse_metric(name).source
+        if source == "latency":
+            return self.latency
+        cold = self.cold_starts
+        if cold is None:
+            return None
+        if source == "cold_start":
+            return cold.latency
+        if source == "init_duration":
+            return cold.init_duration
+        return None
 
     def check(self, *slos: str | SLO, point_estimates: bool | None = None) -> list[Verdict]:
         """Judge SLOs such as ``"p99 < 200ms"``; raise ``SLOFailure`` (an AssertionError) with one
         line per bound that is not met, else return the verdicts."""
         __tracebackhide__ = True
-        from .slo import SLOFailure, evaluate, parse_slo
-
         point = self.point_estimates if point_estimates is None else point_estimates
-        verdicts = [evaluate(parse_slo(s) if isinstance(s, str) else s, self, point=point)
-                    for s in slos]
-        bad = [v for v in verdicts if not v.passed]
-        if bad:
-            raise SLOFailure(bad, verdicts)
-        return verdicts
+        return check_slos(self, *slos, point=point)
+
+    def with_cost(self, estimate: CostEstimate) -> Result:
+        """This result with its cost attached and usable in SLOs (``usd_per_million < 1``)."""
+        return replace(self, cost=estimate)
 
     def records_csv(self) -> str:
         """Per-request records as CSV (seconds from the start of the run)."""
@@ -295,6 +284,13 @@ class Result:
                         p.status or "", "" if p.cold_start is None else int(p.cold_start),
                         p.init_duration_s or "", p.billed_duration_s or "", p.sandbox_id or ""])
         return buf.getvalue()
+
+
+def _statistic(summary: LatencySummary, metric: Metric) -> Estimate:
+    if metric.quantile is not None:
+        return summary.percentile(metric.quantile)
+    picked: Estimate = getattr(summary, str(metric.stat))
+    return picked
 
 
 def summarize(recording: Recording, *, target: str, target_profile: Mapping[str, Any],
@@ -376,4 +372,6 @@ def summarize(recording: Recording, *, target: str, target_profile: Mapping[str,
         records=recording.records if keep_records else (), confidence=confidence,
         point_estimates=point_estimates, censored=len(censored), timeout_s=timeout_s,
         window_s=window, throughput_bins=bins, offered_rate=offered, error_details=details,
+        billed_durations_s=tuple(r.reply.billed_duration_s for r in ok
+                                 if r.reply.billed_duration_s is not None),
     )

@@ -16,14 +16,12 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
+from .metrics import Kind, format_value, parse_bound, parse_metric
 from .stats import Estimate, mean_samples_needed, samples_to_settle
-
-if TYPE_CHECKING:
-    from .result import Result
 
 _EXPR = re.compile(
     r"^\s*(?P<metric>[a-z_][a-z0-9_.]*)\s*(?P<op><=|>=|<|>)\s*"
@@ -33,19 +31,42 @@ _EXPR = re.compile(
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
 }
-_TIME_UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
-_RATE_UNITS = {"", "rps", "/s", "req/s", "qps", "ips"}
-_RATIO_METRICS = {"success_ratio"}
-_RATE_METRICS = {"throughput"}
-_COUNT_METRICS = {"error_count"}
-_USD_METRICS_PREFIX = "usd_"
-# Quantities that carry an interval and are judged on it.
-_INTERVAL = re.compile(r"^(cold_start_|init_duration_)?(p\d+(\.\d+)?|mean)$|^(cold_start|"
-                       r"init_duration)$")
 
 
 class SLOSyntaxError(ValueError):
     pass
+
+
+class Sample(Protocol):
+    """The latency sample a metric was read from (a ``result.LatencySummary``)."""
+
+    @property
+    def upper_bound_s(self) -> float: ...
+
+    def count_above(self, bound_s: float) -> int: ...
+
+
+class Judged(Protocol):
+    """What an SLO is judged against (a ``result.Result``). SLOs know results only through
+    this, so ``result`` may use this module and not the other way round."""
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def errors(self) -> Mapping[str, int]: ...
+
+    @property
+    def invalid_reason(self) -> str | None: ...
+
+    def errors_text(self) -> str: ...
+
+    def metric(self, name: str) -> Estimate: ...
+
+    def summary_of(self, name: str) -> Sample | None: ...
 
 
 @dataclass(frozen=True)
@@ -56,43 +77,11 @@ class SLO:
     text: str
 
     @property
-    def kind(self) -> Literal["latency", "ratio", "rate", "count", "usd"]:
-        return _kind(self.metric)
+    def kind(self) -> Kind:
+        return parse_metric(self.metric).kind
 
     def format_value(self, value: float) -> str:
         return format_value(self.kind, value)
-
-
-def _kind(metric: str) -> Literal["latency", "ratio", "rate", "count", "usd"]:
-    if metric in _RATIO_METRICS:
-        return "ratio"
-    if metric in _RATE_METRICS:
-        return "rate"
-    if metric in _COUNT_METRICS:
-        return "count"
-    if metric.startswith(_USD_METRICS_PREFIX):
-        return "usd"
-    return "latency"
-
-
-def format_value(kind: str, value: float) -> str:
-    if math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    if kind == "latency":
-        if abs(value) < 1e-3:
-            return f"{value * 1e6:.3g}µs"
-        if abs(value) < 1:
-            return f"{value * 1e3:.4g}ms"
-        return f"{value:.4g}s"
-    if kind == "ratio":
-        return f"{value:.6g}"
-    if kind == "rate":
-        return f"{value:,.0f}/s" if abs(value) >= 1000 else f"{value:.4g}/s"
-    if kind == "usd":
-        return f"${value:.4g}"
-    return f"{value:g}"
 
 
 def parse_slo(text: str) -> SLO:
@@ -105,39 +94,15 @@ def parse_slo(text: str) -> SLO:
             "'success_ratio >= 0.999', 'throughput > 50/s'"
         )
     metric, op, unit = m["metric"].lower(), m["op"], m["unit"]
-    num = float(m["num"])
-    kind = _kind(metric)
-    pct = re.fullmatch(r"(?:cold_start_|init_duration_)?p(\d+(?:\.\d+)?)", metric)
-    if pct:  # read as result.quantile_of reads it: p999 is 99.9, p9999 99.99
-        digits = pct[1]
-        if "." not in digits and len(digits) > 2 and digits.startswith("99"):
-            digits = "99." + digits[2:]
-        if float(digits) > 100:
-            raise SLOSyntaxError(f"{text!r}: no percentile above 100 (p50, p99, p999 = p99.9)")
-    if kind == "latency":
-        if unit.lower() not in _TIME_UNITS and unit not in _TIME_UNITS:
-            raise SLOSyntaxError(f"{text!r}: unknown time unit {unit!r} (use s, ms or us)")
-        bound = num * _TIME_UNITS.get(unit, _TIME_UNITS.get(unit.lower(), 1.0))
-        if bound < 0:
-            raise SLOSyntaxError(f"{text!r}: a latency bound cannot be negative")
-    elif kind == "ratio":
-        if unit not in ("", "%"):
-            raise SLOSyntaxError(f"{text!r}: a ratio takes no unit or %")
-        bound = num / 100 if unit == "%" else num
-        if not 0 <= bound <= 1:
-            raise SLOSyntaxError(f"{text!r}: a ratio lies between 0 and 1 (or 0% and 100%)")
-    elif kind == "rate":
-        if unit.lower() not in _RATE_UNITS:
-            raise SLOSyntaxError(f"{text!r}: throughput takes /s, rps or no unit")
-        bound = num
-    elif kind == "usd":
-        if unit.lower() not in ("", "usd", "$"):
-            raise SLOSyntaxError(f"{text!r}: a cost takes usd, $ or no unit")
-        bound = num
-    else:
-        if unit:
-            raise SLOSyntaxError(f"{text!r}: a count takes no unit")
-        bound = num
+    try:
+        kind = parse_metric(metric).kind
+    except ValueError:  # p101: read as metrics.quantile_of reads it (p999 is 99.9)
+        raise SLOSyntaxError(
+            f"{text!r}: no percentile above 100 (p50, p99, p999 = p99.9)") from None
+    try:
+        bound = parse_bound(kind, float(m["num"]), unit)
+    except ValueError as exc:
+        raise SLOSyntaxError(f"{text!r}: {exc}") from None
     return SLO(metric, op, bound, text.strip())
 
 
@@ -181,7 +146,7 @@ class Verdict:
         return text
 
 
-def evaluate(slo: SLO, result: Result, *, point: bool = False) -> Verdict:
+def evaluate(slo: SLO, result: Judged, *, point: bool = False) -> Verdict:
     """Judge one bound. Failures name the errors behind them (an HTTP 415 or a refused
     connection shows as such, not as "n/a"), and a latency or throughput bound on an INVALID
     run (its load generator fell behind) is inconclusive whatever the numbers say."""
@@ -195,7 +160,7 @@ def evaluate(slo: SLO, result: Result, *, point: bool = False) -> Verdict:
                        reason=f"no successful request was measured ({result.count} sent)"
                               f"{errors}")
     judge = _OPS[slo.op]
-    use_interval = not point and bool(_INTERVAL.match(slo.metric))
+    use_interval = not point and parse_metric(slo.metric).interval
     if not use_interval:
         outcome: Outcome = "pass" if judge(est.value, slo.bound) else "fail"
         verdict = Verdict(slo, outcome, est, result.confidence, "point",
@@ -214,7 +179,7 @@ def evaluate(slo: SLO, result: Result, *, point: bool = False) -> Verdict:
                           samples_needed=needed,
                           reason=errors[2:] if outcome != "pass" and errors else None)
     invalid = result.invalid_reason
-    if invalid is not None and slo.kind in ("latency", "rate") \
+    if invalid is not None and slo.kind in ("latency", "throughput") \
             and verdict.outcome != "inconclusive":
         return Verdict(slo, "inconclusive", est, result.confidence, verdict.judged_on,
                        reason=f"run INVALID ({invalid}); it would have been "
@@ -222,34 +187,36 @@ def evaluate(slo: SLO, result: Result, *, point: bool = False) -> Verdict:
     return verdict
 
 
-def _samples_needed(slo: SLO, est: Estimate, result: Result) -> int | None:
-    from .result import quantile_of
-
-    name = slo.metric
-    summary = result.latency
-    if name.startswith(("cold_start", "init_duration")):
-        cs = result.cold_starts
-        if cs is None:
-            return None
-        sub = cs.latency if name.startswith("cold_start") else cs.init_duration
-        if sub is None:
-            return None
-        summary = sub
-        name = name.split("_", 2)[-1] if name.count("_") >= 2 else "mean"
-    q = quantile_of(name)
-    if q is not None and slo.op in ("<", "<="):
+def _samples_needed(slo: SLO, est: Estimate, result: Judged) -> int | None:
+    metric = parse_metric(slo.metric)
+    sample = result.summary_of(slo.metric)
+    if sample is None:
+        return None
+    if metric.quantile is not None and slo.op in ("<", "<="):
         # MLPerf's rule: samples needed so that, with the exceedances seen so far, the upper
         # order statistic falls at or below the bound.
-        return max(est.n + 1, samples_to_settle(q, summary.count_above(slo.bound),
+        return max(est.n + 1, samples_to_settle(metric.quantile, sample.count_above(slo.bound),
                                                 result.confidence))
-    if name == "mean" and slo.op in ("<", "<="):
-        needed = mean_samples_needed(est, slo.bound, upper_bound=summary.upper_bound_s,
+    if metric.stat == "mean" and slo.op in ("<", "<="):
+        needed = mean_samples_needed(est, slo.bound, upper_bound=sample.upper_bound_s,
                                      confidence=result.confidence)
         return None if needed is None else max(est.n + 1, needed)
-    if name == "mean" and math.isfinite(est.low) and est.value != slo.bound:
+    if metric.stat == "mean" and math.isfinite(est.low) and est.value != slo.bound:
         half = est.value - est.low
         return max(est.n + 1, math.ceil(est.n * (half / abs(est.value - slo.bound)) ** 2))
     return None
+
+
+def check(result: Judged, *slos: str | SLO, point: bool) -> list[Verdict]:
+    """Judge every bound (``Result.check`` calls this); raise ``SLOFailure`` with one line per
+    bound that is not met, else return the verdicts."""
+    __tracebackhide__ = True
+    verdicts = [evaluate(parse_slo(s) if isinstance(s, str) else s, result, point=point)
+                for s in slos]
+    bad = [v for v in verdicts if not v.passed]
+    if bad:
+        raise SLOFailure(bad, verdicts)
+    return verdicts
 
 
 class SLOFailure(AssertionError):

@@ -12,7 +12,6 @@ from pytest_servebench.cost import (
     price_result,
     server_run_usd,
     server_usd_per_million,
-    with_cost,
 )
 from pytest_servebench.records import Record, Recording
 from pytest_servebench.result import summarize
@@ -93,7 +92,7 @@ def test_price_result_for_functions_uses_billed_durations() -> None:
     assert est is not None
     by_hand = (2 * 0.1 * 0.0000166667 + 2e-7 + 2 * 0.3 * 0.0000166667 + 2e-7) / 2
     assert est.usd_per_request == pytest.approx(by_hand)
-    priced = with_cost(r, est)
+    priced = r.with_cost(est)
     assert priced.metric("usd_per_million").value == pytest.approx(by_hand * 1e6)
     assert priced.check("usd_per_million < 10", "usd_per_1000 < 0.01")
     # No billed durations reported: no cost, and an SLO on cost says why.

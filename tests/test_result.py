@@ -114,4 +114,4 @@ def test_throughput_interval_from_the_window_intervals() -> None:
     assert est.value == pytest.approx(100, rel=0.01)
     assert est.low < est.value < est.high and math.isfinite(est.high)
     assert sum(r.throughput_bins) == 500 and len(r.throughput_bins) == 20
-    assert parse_slo("throughput > 90/s").kind == "rate"
+    assert parse_slo("throughput > 90/s").kind == "throughput"
