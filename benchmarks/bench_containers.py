@@ -29,7 +29,7 @@ SIZES = (512, 1024, 2048)
 
 
 async def _invoke(fn: FunctionTarget, payload: Payload, n: int) -> list[tuple[float, Reply]]:
-    client = InvokeClient(fn.endpoint_url, fn.function)
+    client = InvokeClient(fn.endpoint_url, fn.function, credentials=fn.credentials)
     event = event_for(payload)
     out = []
     try:

@@ -57,7 +57,7 @@ def bare_s(model: str) -> float:
 
 
 async def invoke(fn: FunctionTarget, payload: Payload, n: int = 1) -> list[tuple[float, Reply]]:
-    client = InvokeClient(fn.endpoint_url, fn.function)
+    client = InvokeClient(fn.endpoint_url, fn.function, credentials=fn.credentials)
     out = []
     try:
         for _ in range(n):
@@ -71,7 +71,8 @@ async def invoke(fn: FunctionTarget, payload: Payload, n: int = 1) -> list[tuple
 
 
 async def burst(fn: FunctionTarget, payload: Payload, n: int) -> list[tuple[float, Reply]]:
-    clients = [InvokeClient(fn.endpoint_url, fn.function) for _ in range(n)]
+    clients = [InvokeClient(fn.endpoint_url, fn.function, credentials=fn.credentials)
+               for _ in range(n)]
 
     async def one(c: InvokeClient) -> tuple[float, Reply]:
         t = time.perf_counter()

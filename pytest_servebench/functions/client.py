@@ -138,10 +138,12 @@ class FunctionTarget:
     name: str = "lambda"
     profile: dict[str, Any] = field(default_factory=dict)
     credentials: Credentials | None = field(default=None, repr=False, compare=False)
+    region: str = "us-east-1"  # the signature's scope
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "function", "platform": "lambda", "function": self.function,
                 "endpoint_url": self.endpoint_url, **self.profile}
 
     def client(self, *, concurrency_hint: int) -> Client:
-        return InvokeClient(self.endpoint_url, self.function, credentials=self.credentials)
+        return InvokeClient(self.endpoint_url, self.function, credentials=self.credentials,
+                            region=self.region)

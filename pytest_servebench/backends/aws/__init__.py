@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from ...functions.client import FunctionTarget
+from ...functions.sigv4 import Credentials
 from .resources import Ledger, Resource, RunTags, error_code, is_gone
 
 log = logging.getLogger("servebench.aws")
@@ -76,12 +77,14 @@ class AwsBackend:
                 self._clients[service] = self.session.client(service, config=self._config)
             return self._clients[service]
 
-    def credentials(self) -> Any:
-        """The session's frozen credentials (key, secret, token) for signing invocations."""
+    def credentials(self) -> Credentials:
+        """The session's credentials as they are now, for the load engine's signed invokes
+        (temporary ones expire: a run longer than their life needs fresh ones)."""
         creds = self.session.get_credentials()
         if creds is None:
             raise AwsBackendError("no AWS credentials found (environment, profile or SSO)")
-        return creds.get_frozen_credentials()
+        frozen = creds.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
 
     def _role(self) -> str:
         if self._role_arn is not None:
@@ -201,7 +204,8 @@ class AwsBackend:
                    "region": self.region, "package_bytes": package.zipped_bytes,
                    "deploy_s": round(deploy_s, 3)}
         endpoint = str(self.client("lambda").meta.endpoint_url)
-        target_ = FunctionTarget(endpoint, invoke_name, name=f"lambda:{label}", profile=profile)
+        target_ = FunctionTarget(endpoint, invoke_name, name=f"lambda:{label}", profile=profile,
+                                 credentials=self.credentials(), region=self.region)
         self._functions[fname] = target_
         return target_
 
