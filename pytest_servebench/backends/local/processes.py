@@ -28,6 +28,7 @@ from types import FrameType
 from typing import IO
 
 RUN_ID = uuid.uuid4().hex[:12]  # this process's runs; children of nested runs get their own
+OWNER_PROCESS_ENV = "SERVEBENCH_OWNER_PROCESS"  # the process_token of the process that spawned
 _PR_SET_PDEATHSIG = 1
 
 
@@ -192,7 +193,7 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str], owner: str, log: Path 
     that lives as long as the child should: the kernel ties the signal to the forking thread.
     """
     full_env = {**env, "SERVEBENCH_RUN_ID": RUN_ID, "SERVEBENCH_OWNER": owner,
-                "SERVEBENCH_OWNER_PROCESS": process_token()}
+                OWNER_PROCESS_ENV: process_token()}
     args = list(argv)
     preexec = None
     if _SETPRIV:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import shaping
-from .processes import owner_gone, servebench_processes, start_ticks
+from .processes import OWNER_PROCESS_ENV, owner_gone, servebench_processes, start_ticks
 
 PREFIX = "servebench-"
 
@@ -37,9 +37,6 @@ class Swept:
     processes: int = 0
     folders: int = 0
     cgroups: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.processes or self.folders or self.cgroups)
 
 
 def folder_owner(name: str) -> str | None:
@@ -55,7 +52,7 @@ def kill_orphans(*, timeout_s: float = 2.0) -> int:
     """SIGKILL tagged processes whose owner process is gone; wait up to ``timeout_s`` for them
     to exit (a cgroup is only removable once they have). Returns how many were killed."""
     doomed = {pid: start_ticks(pid) for pid, env in servebench_processes().items()
-              if owner_gone(env.get("SERVEBENCH_OWNER_PROCESS", ""))}
+              if owner_gone(env.get(OWNER_PROCESS_ENV, ""))}
     killed: list[int] = []
     for pid, ticks in doomed.items():
         if not ticks or start_ticks(pid) != ticks:  # exited (and maybe reused) since the scan
