@@ -1,4 +1,4 @@
-"""The HTTP front door: an ASGI app (Starlette) for uvicorn.
+"""The HTTP front door: an ASGI app for uvicorn.
 
 ``POST /predict`` takes raw image bytes, JSON (``image_b64`` or ``text``) or ``text/plain`` and
 answers the same JSON as the Lambda handler; bad input is a 4xx with ``{"error", "status",
@@ -17,23 +17,20 @@ Run it with ``servebench serve TARGET --port P`` or
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .core import BadInput, Core, from_http, load_core
 from .core.heap import return_large_frees_to_os
 from .core.inputs import Limits, check_size
+from .core.runtime import default_decode_slots
 
 log = logging.getLogger("servebench.target")
 
@@ -118,16 +115,27 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self._arm_head_timer()
 
 
-def _json(status: int, payload: dict[str, Any], *,
-          headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(payload), status_code=status, media_type="application/json",
-                    headers=headers)
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
-async def _read_body(request: Request, limits: Limits, timeout_s: float) -> bytes:
+class _Disconnected(Exception):
+    """The client went away before its request was read: nobody to answer."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive, limits: Limits, timeout_s: float) -> bytes:
     """The body, refused early (413) when its length or its stream passes the limit, and 408
     when it takes longer than ``timeout_s`` to arrive."""
-    declared = request.headers.get("content-length")
+    declared = _header(scope, b"content-length")
     if declared is not None:
         try:
             n = int(declared)
@@ -137,13 +145,20 @@ async def _read_body(request: Request, limits: Limits, timeout_s: float) -> byte
     chunks, size = [], 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                size += len(chunk)
-                check_size(size, limits)  # a chunked body stops here, not at its end
-                chunks.append(chunk)
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    check_size(size, limits)  # a chunked body stops here, not at its end
+                    chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise BadInput(408, f"request body not received within {timeout_s:g} s") from None
-    return b"".join(chunks)
+    return b"".join(chunks)  # one chunk comes back as it is, not copied
 
 
 def _answer(core: Core, body: bytes, content_type: str | None) -> dict[str, Any]:
@@ -152,43 +167,118 @@ def _answer(core: Core, body: bytes, content_type: str | None) -> dict[str, Any]
     return core.predict(from_http(body, content_type, core.limits))
 
 
+async def _respond(send: Send, status: int, payload: dict[str, Any], *,
+                   close: bool = False) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _error(status: int, error: str, message: str) -> dict[str, Any]:
+    return {"error": error, "status": status, "message": message}
+
+
+class TargetApp:
+    """The front door as a plain ASGI app: ``POST /predict``, ``GET /health``, and a lifespan
+    that loads the core.
+
+    No framework in between: routing two paths needs none, and the event loop shares two cores
+    with decoding and inference, so each request's Python on the loop is kept to its parsing
+    by uvicorn, one body read and one response (benchmarks/README.md measures it). Requests run
+    in a pool of ``slots`` + decode slots threads: enough for every inference slot to be busy
+    while the next requests decode, and no more (anyio's pool would start up to 40)."""
+
+    def __init__(self, name: str, *, threads: int | None, body_timeout_s: float) -> None:
+        self.name, self.threads, self.body_timeout_s = name, threads, body_timeout_s
+        self.core: Core | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("loading %s failed", self.name)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        return_large_frees_to_os()
+        loader = ThreadPoolExecutor(1, thread_name_prefix="servebench-load")
+        try:
+            core = await asyncio.get_running_loop().run_in_executor(
+                loader, functools.partial(load_core, self.name, threads=self.threads))
+        finally:
+            loader.shutdown(wait=False)
+        self._pool = ThreadPoolExecutor(core.slots + default_decode_slots(),
+                                        thread_name_prefix="servebench-predict")
+        self.core = core
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == "/predict":
+            if method != "POST":
+                await _respond(send, 405, _error(405, "MethodNotAllowed", "POST /predict"))
+                return
+            await self._predict(scope, receive, send)
+        elif path == "/health":
+            if method not in ("GET", "HEAD"):
+                await _respond(send, 405, _error(405, "MethodNotAllowed", "GET /health"))
+            elif self.core is None:
+                await _respond(send, 503, {"status": "loading", "target": self.name})
+            else:
+                await _respond(send, 200, {"status": "ok", **self.core.describe(),
+                                           "init_timings_s": self.core.init_timings})
+        else:
+            await _respond(send, 404, _error(404, "NotFound",
+                                             "POST /predict or GET /health"))
+
+    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+        core, pool = self.core, self._pool
+        if core is None or pool is None:
+            await _respond(send, 503, _error(503, "Loading", f"{self.name} is loading"))
+            return
+        try:
+            body = await _read_body(scope, receive, core.limits, self.body_timeout_s)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                pool, _answer, core, body, _header(scope, b"content-type"))
+        except BadInput as exc:
+            # A slow client is told once, then let go: its body may still be arriving.
+            await _respond(send, exc.status, exc.to_dict(), close=exc.status == 408)
+            return
+        except _Disconnected:  # nobody to answer
+            return
+        except Exception:  # a bug: log it here, keep serving, tell the client no internals
+            log.exception("predict failed")
+            await _respond(send, 500, _error(500, "InternalError",
+                                             "the target failed on this request (see its log)"))
+            return
+        await _respond(send, 200, answer)
+
+
 def create_app(target: str | None = None, *, threads: int | None = None,
-               body_timeout: float | None = None) -> Starlette:
+               body_timeout: float | None = None) -> TargetApp:
     name = target or os.environ.get("SERVEBENCH_TARGET")
     if not name:
         raise RuntimeError("set SERVEBENCH_TARGET (or pass target=) to the target to serve")
-    timeout_s = body_timeout if body_timeout is not None else body_timeout_s()
-    state: dict[str, Core] = {}
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        return_large_frees_to_os()
-        state["core"] = await run_in_threadpool(load_core, name, threads=threads)
-        yield
-
-    async def predict(request: Request) -> Response:
-        core = state["core"]
-        try:
-            body = await _read_body(request, core.limits, timeout_s)
-            answer = await run_in_threadpool(_answer, core, body,
-                                             request.headers.get("content-type"))
-        except BadInput as exc:
-            # A slow client is told once, then let go: its body may still be arriving.
-            close = {"connection": "close"} if exc.status == 408 else None
-            return _json(exc.status, exc.to_dict(), headers=close)
-        except ClientDisconnect:  # nobody to answer; uvicorn drops the response
-            return Response(status_code=499)
-        except Exception:  # a bug: log it here, keep serving, tell the client no internals
-            log.exception("predict failed")
-            return _json(500, {"error": "InternalError", "status": 500,
-                               "message": "the target failed on this request (see its log)"})
-        return _json(200, answer)
-
-    async def health(request: Request) -> Response:
-        core = state.get("core")
-        if core is None:
-            return _json(503, {"status": "loading", "target": name})
-        return _json(200, {"status": "ok", **core.describe(), "init_timings_s": core.init_timings})
-
-    return Starlette(routes=[Route("/predict", predict, methods=["POST"]),
-                             Route("/health", health, methods=["GET"])], lifespan=lifespan)
+    return TargetApp(name, threads=threads,
+                     body_timeout_s=body_timeout if body_timeout is not None
+                     else body_timeout_s())
