@@ -42,6 +42,8 @@ _POLL_S = 0.01  # short, so a waiter gets in between another worker's back-to-ba
 BENCH_FIXTURES = ("servebench", "servebench_backend")
 
 _MODULES_KEY = pytest.StashKey[int]()   # controller: benchmark modules the workers collected
+_CRASHED_KEY = pytest.StashKey[list[str]]()
+_ENDED_KEY = pytest.StashKey["_Ended"]()
 _PLAIN_ID_KEY = pytest.StashKey[str]()  # worker item: its node id before xdist's @group
 
 
@@ -111,9 +113,18 @@ def pytest_configure(config: pytest.Config) -> None:
         if _grouping_on_worker(config):
             config.option.loadgroup = True
         return
+    if _distributing(config):
+        ended = config.stash[_ENDED_KEY] = _Ended()
+        config.pluginmanager.register(ended, "servebench-xdist-ended")
     if (_distributing(config) and config.option.dist == "load"
             and config.getoption("servebench_xdist_group") == "module"):
         config.option.dist = "loadgroup"
+        if getattr(config.option, "maxworkerrestart", None) is None:
+            # pytest-xdist 3.8 hangs in loadgroup mode when it replaces a crashed worker (the
+            # new worker is never given tests: pytest-xdist#1323, fixed by #1328). Not
+            # replacing it ends the session with the crash reported; --max-worker-restart
+            # given explicitly is left as it is.
+            config.option.maxworkerrestart = "0"
 
 
 def _grouping_on_worker(config: pytest.Config) -> bool:
@@ -133,11 +144,42 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     modules = int(output.get("servebench_modules", 0))
     config = node.config
     config.stash[_MODULES_KEY] = max(config.stash.get(_MODULES_KEY, 0), modules)
+    if error:
+        config.stash[_CRASHED_KEY] = [*config.stash.get(_CRASHED_KEY, []),
+                                      str(getattr(node.gateway, "id", node))]
+
+
+class _Ended:
+    """The controller's tests that ended (or crashed) in this session."""
+
+    def __init__(self) -> None:
+        self.nodeids: set[str] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown" or not report.passed:  # a crash's report has no phase
+            self.nodeids.add(report.nodeid)
+
+
+def _report_lost_tests(terminalreporter: Any, config: pytest.Config) -> None:
+    """A crashed worker is not replaced under loadgroup (see pytest_configure); the tests it
+    still held are not run, and xdist says nothing of them: say how many."""
+    crashed = config.stash.get(_CRASHED_KEY, [])
+    collected = getattr(terminalreporter._session, "testscollected", 0) or 0
+    ended = config.stash.get(_ENDED_KEY, None)
+    lost = collected - len(ended.nodeids) if ended is not None else 0
+    if crashed and lost > 0:
+        terminalreporter.write_line(
+            f"servebench: xdist: worker {', '.join(crashed)} crashed and was not replaced "
+            f"(--dist=loadgroup: pytest-xdist#1323); {lost} test(s) it held did NOT run",
+            red=True, bold=True)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if _is_worker(config) or not _distributing(config) or not config.stash.get(_MODULES_KEY, 0):
+    if _is_worker(config) or not _distributing(config):
+        return
+    _report_lost_tests(terminalreporter, config)
+    if not config.stash.get(_MODULES_KEY, 0):
         return
     workers = len(config.option.tx)
     modules = config.stash[_MODULES_KEY]

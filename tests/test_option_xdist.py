@@ -142,6 +142,32 @@ def test_serial_run_is_unchanged(pytester: pytest.Pytester,
     result.stdout.no_fnmatch_line("*servebench: xdist*")
 
 
+def test_a_crashed_worker_ends_the_session_instead_of_hanging(
+        pytester: pytest.Pytester, own_lock: Path) -> None:
+    """pytest-xdist 3.8 in loadgroup mode never gives a replacement worker any test, so the
+    session hung after a worker crash; the plugin turns worker replacement off with loadgroup
+    and the crash is reported."""
+    pytester.makepyfile(test_crash="""
+import os, signal
+import pytest
+
+def test_dies():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+@pytest.mark.parametrize("n", range(20))
+def test_quick(n): pass
+""")
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider",
+                                           "--servebench-no-save", timeout=120)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 1, outcomes
+    lost = 21 - 1 - outcomes.get("passed", 0)
+    assert lost > 0, outcomes  # xdist hands each worker a share up front: the dead one's
+    result.stdout.fnmatch_lines([f"*worker gw* crashed and was not replaced*; {lost} test(s) "
+                                 "it held did NOT run", "*test_dies*crashed*"])
+
+
 def test_machine_lock_waits_for_the_holder_and_is_bounded(own_lock: Path) -> None:
     from filelock import FileLock
 
