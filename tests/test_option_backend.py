@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_servebench.backends.local.processes import RUN_ID, servebench_processes
+from pytest_servebench.backends.local.processes import servebench_processes, token_pid
 
 pytest.importorskip("onnxruntime", reason="the targets need the [targets] extra")
 pytest.importorskip("awslambdaric", reason="the local Lambda platform needs [functions]")
@@ -25,22 +25,28 @@ def test_run(servebench, servebench_target):
     r = servebench.run(ClosedLoop(concurrency=2, requests=12), payload={"text": "you are kind"})
     assert r.success_ratio == 1.0, r.errors
     print("PROFILE", sorted(servebench_target.describe().items()))
+    print("CHILDPID", __import__("os").getpid())
 """
 
 
-def _foreign_leftovers() -> list[int]:
-    """Live processes tagged by a servebench run other than this process's own."""
-    return [pid for pid, env in servebench_processes().items()
-            if env["SERVEBENCH_RUN_ID"] != RUN_ID]
+def _left_by(pid: int) -> list[int]:
+    """Live processes started by process ``pid``'s run (other sessions may be running on this
+    machine: only this run's own are judged)."""
+    return [p for p, env in servebench_processes().items()
+            if token_pid(env.get("SERVEBENCH_OWNER_PROCESS", "")) == pid]
 
 
-def _settle(timeout_s: float = 10) -> list[int]:
+def _settle(pid: int, timeout_s: float = 10) -> list[int]:
     deadline = time.monotonic() + timeout_s
-    left = _foreign_leftovers()
+    left = _left_by(pid)
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = _foreign_leftovers()
+        left = _left_by(pid)
     return left
+
+
+def _child_pid(result: pytest.RunResult) -> int:
+    return int(result.stdout.str().split("CHILDPID ", 1)[1].split()[0])
 
 
 def test_lambda_target_serves_the_model_at_the_memory_size(pytester: pytest.Pytester) -> None:
@@ -50,7 +56,7 @@ def test_lambda_target_serves_the_model_at_the_memory_size(pytester: pytest.Pyte
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*PROFILE*('memory_mb', 512)*('platform', 'lambda')*"
                                  "*('target', 'text_rf')*"])
-    assert _settle() == []
+    assert _settle(_child_pid(result)) == []
 
 
 def test_ec2_and_fargate_targets_take_their_sizes(pytester: pytest.Pytester) -> None:
@@ -64,7 +70,7 @@ def test_ec2_and_fargate_targets_take_their_sizes(pytester: pytest.Pytester) -> 
     fargate.assert_outcomes(passed=1)
     fargate.stdout.fnmatch_lines(["*PROFILE*('memory_gb', 1.0)*('platform', 'fargate')*"
                                   "*('vcpu', 0.5)*"])
-    assert _settle() == []
+    assert _settle(_child_pid(ec2)) == [] and _settle(_child_pid(fargate)) == []
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -110,8 +116,8 @@ def test_slow(servebench, servebench_backend):
         assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
         assert time.monotonic() < deadline, "the test never deployed"
         time.sleep(0.1)
-    assert len(_foreign_leftovers()) >= 3  # sandboxes (emulator + runtime) and the server
+    assert len(_left_by(proc.pid)) >= 3  # sandboxes (emulator + runtime) and the server
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0].decode()
     assert "KeyboardInterrupt" in out
-    assert _settle() == [], out[-3000:]
+    assert _settle(proc.pid) == [], out[-3000:]
