@@ -168,12 +168,14 @@ def _answer(core: Core, body: bytes, content_type: str | None) -> dict[str, Any]
 
 
 async def _respond(send: Send, status: int, payload: dict[str, Any], *,
-                   close: bool = False) -> None:
+                   close: bool = False, allow: bytes | None = None) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
+    if allow:
+        headers.append((b"allow", allow))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -236,12 +238,14 @@ class TargetApp:
         path, method = scope["path"], scope["method"]
         if path == "/predict":
             if method != "POST":
-                await _respond(send, 405, _error(405, "MethodNotAllowed", "POST /predict"))
+                await _respond(send, 405, _error(405, "MethodNotAllowed", "POST /predict"),
+                               allow=b"POST")
                 return
             await self._predict(scope, receive, send)
         elif path == "/health":
             if method not in ("GET", "HEAD"):
-                await _respond(send, 405, _error(405, "MethodNotAllowed", "GET /health"))
+                await _respond(send, 405, _error(405, "MethodNotAllowed", "GET /health"),
+                               allow=b"GET, HEAD")
             elif self.core is None:
                 await _respond(send, 503, {"status": "loading", "target": self.name})
             else:

@@ -209,3 +209,19 @@ def test_health_reports_the_loaded_model(app_factory: Any) -> None:
     body = json.loads(resp.read())
     assert resp.status == 200 and body["status"] == "ok"
     assert body["parameters"] == 3_504_872 and body["runtime"] == "onnx"
+
+
+@pytest.mark.parametrize("method, path, status, allow", [
+    ("GET", "/predict", 405, "POST"), ("DELETE", "/health", 405, "GET, HEAD"),
+    ("GET", "/nowhere", 404, None),
+])
+def test_other_routes_and_methods_answer_json(method: str, path: str, status: int,
+                                              allow: str | None, app_factory: Any) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", app_factory("mobilenet_v2").port, timeout=10)
+    conn.request(method, path)
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.status == status and body["status"] == status
+    assert resp.getheader("allow") == allow
