@@ -75,7 +75,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             answer["routed"] = "function"
         return answer
     status, body = _post(_offload_url(), request.image)
-    doc = json.loads(body) if body else {}
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:  # a proxy's error page, not our server's JSON
+        doc = {"error": "BadGateway", "status": status,
+               "message": f"the server answered {status} with a body that is not JSON"}
     if isinstance(doc, dict):
         doc["routed"] = "server"
     if proxy:
