@@ -1,7 +1,8 @@
 """Lambda's HTTP API on loopback, enough for ``boto3.client("lambda", endpoint_url=...)`` and the
-AWS CLI's ``--endpoint-url``: Invoke, GetFunctionConfiguration, UpdateFunctionConfiguration
-(retires the sandboxes: the next calls are cold), PutFunctionConcurrency and
-PutProvisionedConcurrencyConfig.
+AWS CLI's ``--endpoint-url``: Invoke (a function, or a version by qualifier) and the control
+plane (``control``): CreateFunction with a zip, GetFunction, ListFunctions, UpdateFunctionCode,
+UpdateFunctionConfiguration (retires the sandboxes: the next calls are cold), DeleteFunction,
+PublishVersion, tags, reserved and provisioned concurrency.
 
 Errors have Lambda's shape: an ``x-amzn-ErrorType`` header and a JSON body with ``Type`` and
 ``message``, so botocore raises the exception class it would raise against AWS.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import json
 import logging
@@ -26,10 +26,12 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .platform import FunctionConfig, FunctionPlatform, Throttled, UnknownFunction
+from .code import MAX_CODE_REQUEST_BODY
+from .control import ApiError, ControlPlane, S3Source, arch_note
+from .platform import FunctionConfig, FunctionPlatform, NotActive, Throttled, UnknownFunction
 from .report import encode_tail
 from .sigv4 import Credentials, SignatureError, Verifier
 
@@ -43,19 +45,6 @@ MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
 # Configuration and concurrency requests are a few hundred bytes (an environment is 4 KB at most).
 MAX_CONTROL_BODY = 64 * 1024
-# Lambda lets a function set these; here sandboxes run as the platform's user (root in a
-# container), so through the API they would let any caller run code in the platform's
-# Python or dynamic loader before the handler's module is even imported (a folder with a
-# sitecustomize.py on PYTHONPATH did). The Python API (FunctionConfig) may still set them.
-GUARDED_ENVIRONMENT = {
-    "PYTHONPATH": "it makes the runtime import modules from any folder (sitecustomize.py)",
-    "PYTHONSTARTUP": "it names a file of code to run",
-    "PYTHONHOME": "it replaces the standard library",
-    "PYTHONUSERBASE": "it makes the runtime import a usercustomize.py from any folder",
-    "LD_PRELOAD": "it loads a shared library into every process",
-    "LD_LIBRARY_PATH": "it makes the dynamic loader take libraries from any folder",
-    "LD_AUDIT": "it loads a shared library into every process",
-}
 T = TypeVar("T")
 
 
@@ -76,17 +65,6 @@ def _error(status: int, kind: str, message: str, **more: Any) -> Response:
 
     return JSONResponse({"Type": "User", "message": message, **more}, status_code=status,
                         headers={"x-amzn-ErrorType": kind})
-
-
-def function_configuration(fn_config: FunctionConfig, region: str) -> dict[str, Any]:
-    return {
-        "FunctionName": fn_config.name, "FunctionArn": fn_config.arn(region),
-        "Runtime": "python3.11", "Handler": fn_config.handler,
-        "MemorySize": fn_config.memory_mb, "Timeout": int(fn_config.timeout_s),
-        "Version": "$LATEST", "State": "Active", "LastUpdateStatus": "Successful",
-        "PackageType": "Zip", "Architectures": ["x86_64"],
-        "Environment": {"Variables": dict(fn_config.environment)},
-    }
 
 
 def _no_constant(name: str) -> Any:
@@ -161,7 +139,8 @@ class HostCheck:
         return ip.is_loopback or self.wildcard
 
 
-def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostCheck) -> Starlette:
+def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostCheck,
+               s3: S3Source | None = None) -> Starlette:
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response
@@ -222,18 +201,20 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
                 return Response(status_code=400)
         return run
 
-    def lookup(name: str) -> Any:
+    control_plane = ControlPlane(platform, s3=s3 or S3Source(None, platform.region))
+
+    def lookup(name: str, qualifier: str | None = None) -> Any:
         try:
-            return platform.get(name)
-        except UnknownFunction as exc:
-            raise _Refused(_error(404, "ResourceNotFoundException", str(exc))) from None
+            return control_plane.lookup(name, qualifier)
+        except ApiError as exc:
+            raise _Refused(_error(exc.status, exc.error_type, exc.message)) from None
 
     @operation
     async def invoke(request: Request) -> Response:
         kind = request.headers.get("x-amz-invocation-type", "RequestResponse")
         limit = MAX_ASYNC_PAYLOAD if kind == "Event" else MAX_SYNC_PAYLOAD
         body = await signed_body(request, limit, f"the {kind[:40]} invocation type")
-        fn = lookup(request.path_params["name"])
+        fn = lookup(request.path_params["name"], request.query_params.get("Qualifier"))
         if kind not in ("RequestResponse", "Event", "DryRun"):
             return _error(400, "InvalidParameterValueException",
                           f"InvocationType {kind[:40]!r} is not one of RequestResponse, Event, "
@@ -254,15 +235,22 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
             inv = await fn.invoke(body)
         except Throttled as exc:
             return _error(429, "TooManyRequestsException", "Rate Exceeded.", Reason=exc.reason)
+        except NotActive as exc:
+            return _error(409, "ResourceConflictException", str(exc))
+        except UnknownFunction as exc:  # deleted while the request was read
+            return _error(404, "ResourceNotFoundException", str(exc))
         except Exception as exc:  # the platform failed (a sandbox did not start), not the code
             log.warning("invoking %s failed", fn.config.name, exc_info=True)
             return _error(500, "ServiceException",
                           f"the platform could not run the function ({type(exc).__name__}); "
                           "see the platform's log")
         out = inv.outcome
-        headers = {"X-Amz-Executed-Version": "$LATEST",
+        headers = {"X-Amz-Executed-Version": fn.version,
                    "X-Servebench-Sandbox-Id": out.sandbox_id,
                    "Content-Type": "application/json"}
+        note = arch_note(fn.config.architecture)
+        if note:
+            headers["X-Servebench-Arch-Note"] = note
         if request.headers.get("x-amz-log-type") == "Tail":
             headers["X-Amz-Log-Result"] = encode_tail(out.log)
         if out.function_error:
@@ -272,10 +260,11 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
                                                              separators=(",", ":"))
         return Response(out.body, status_code=200, headers=headers)
 
-    async def control_document(request: Request) -> tuple[Any, dict[str, Any]]:
-        """The function and the JSON object of a configuration request."""
-        body = await signed_body(request, MAX_CONTROL_BODY, "a configuration request")
-        fn = lookup(request.path_params["name"])
+    async def document(request: Request, limit: int) -> dict[str, Any]:
+        """The signed request's JSON object (an empty one for a request without a body)."""
+        body = await signed_body(request, limit, "a control-plane request")
+        if request.method in ("GET", "DELETE") and not body:
+            return {}
         try:
             doc = parse_json(body or b"{}")
         except ValueError as exc:
@@ -284,67 +273,36 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
         if not isinstance(doc, dict):
             raise _Refused(_error(400, "InvalidRequestContentException",
                                   "the request body must be a JSON object"))
-        return fn, doc
+        return doc
 
-    def integer(doc: Mapping[str, Any], field: str) -> int:
-        value = doc[field]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{field} must be an integer, not {type(value).__name__}")
-        return value
+    Answer = tuple[int, dict[str, Any]] | dict[str, Any] | None
 
-    @operation
-    async def get_configuration(request: Request) -> Response:
-        await signed_body(request, MAX_CONTROL_BODY, "a configuration request")
-        fn = lookup(request.path_params["name"])
-        return JSONResponse(function_configuration(fn.config, platform.region))
+    def control(run: Callable[[Request, dict[str, Any]], Awaitable[Answer]], *,
+                limit: int = MAX_CONTROL_BODY) -> Callable[[Request], Awaitable[Response]]:
+        """A control-plane operation: checked and read like every request, answered with its
+        document (200, or the status it gives), no content (204), or its error."""
 
-    @operation
-    async def update_configuration(request: Request) -> Response:
-        fn, doc = await control_document(request)
-        changes: dict[str, Any] = {}
-        try:
-            if "MemorySize" in doc:
-                changes["memory_mb"] = integer(doc, "MemorySize")
-            if "Timeout" in doc:
-                changes["timeout_s"] = float(integer(doc, "Timeout"))
-            if "Environment" in doc:
-                changes["environment"] = api_environment(doc["Environment"],
-                                                         fn.config.environment)
-            # Validate by building the new configuration before touching the function.
-            dataclasses.replace(fn.config, **changes)
-        except ValueError as exc:
-            return _error(400, "InvalidParameterValueException", str(exc))
-        config = await fn.update(**changes)
-        return JSONResponse(function_configuration(config, platform.region))
+        @operation
+        async def serve(request: Request) -> Response:
+            doc = await document(request, limit)
+            try:
+                answer = await run(request, doc)
+            except ApiError as exc:
+                return _error(exc.status, exc.error_type, exc.message, **exc.more)
+            if answer is None:
+                return Response(status_code=204)
+            status, payload = answer if isinstance(answer, tuple) else (200, answer)
+            return JSONResponse(payload, status_code=status)
 
-    async def set_count(request: Request, field: str, attr: str) -> int:
-        """Set one integer of a function's configuration from ``field`` of the JSON body."""
-        fn, doc = await control_document(request)
-        try:
-            if field not in doc:
-                raise ValueError(f"{field} is required")
-            n = integer(doc, field)
-            changes: dict[str, Any] = {attr: n}
-            config = dataclasses.replace(fn.config, **changes)  # validates
-        except ValueError as exc:
-            raise _Refused(_error(400, "InvalidParameterValueException", str(exc))) from None
-        fn.config = config
-        return n
+        return serve
 
-    @operation
-    async def put_concurrency(request: Request) -> Response:
-        n = await set_count(request, "ReservedConcurrentExecutions", "reserved_concurrency")
-        return JSONResponse({"ReservedConcurrentExecutions": n})
+    cp = control_plane
 
-    @operation
-    async def put_provisioned(request: Request) -> Response:
-        n = await set_count(request, "ProvisionedConcurrentExecutions",
-                            "provisioned_concurrency")
-        await platform.get(request.path_params["name"]).provision()
-        return JSONResponse({"RequestedProvisionedConcurrentExecutions": n,
-                             "AvailableProvisionedConcurrentExecutions": n,
-                             "AllocatedProvisionedConcurrentExecutions": n, "Status": "READY"},
-                            status_code=202)
+    def name(r: Request) -> str:
+        return str(r.path_params["name"])
+
+    def qualifier(r: Request) -> str | None:
+        return r.query_params.get("Qualifier")
 
     @operation
     async def not_found(request: Request) -> Response:
@@ -353,35 +311,53 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
                       f"{request.method} {request.url.path[:200]} is not an operation this "
                       "local platform serves")
 
+    functions = "/2015-03-31/functions"
+    provisioned = "/2019-09-30/functions/{name}/provisioned-concurrency"
+    list_functions = control(lambda r, d: cp.list_functions(r.query_params))
     routes = [
-        Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"]),
-        Route("/2015-03-31/functions/{name}/configuration", get_configuration, methods=["GET"]),
-        Route("/2015-03-31/functions/{name}/configuration", update_configuration,
-              methods=["PUT"]),
-        Route("/2017-10-31/functions/{name}/concurrency", put_concurrency, methods=["PUT"]),
-        Route("/2019-09-30/functions/{name}/provisioned-concurrency", put_provisioned,
-              methods=["PUT"]),
+        Route(f"{functions}/{{name}}/invocations", invoke, methods=["POST"]),
+        Route(functions, control(lambda r, d: cp.create_function(d),
+                                 limit=MAX_CODE_REQUEST_BODY), methods=["POST"]),
+        Route(functions, list_functions, methods=["GET"]),
+        Route(f"{functions}/", list_functions, methods=["GET"]),
+        Route(f"{functions}/{{name}}", control(
+            lambda r, d: cp.get_function(name(r), qualifier(r))), methods=["GET"]),
+        Route(f"{functions}/{{name}}", control(
+            lambda r, d: cp.delete_function(name(r), qualifier(r))), methods=["DELETE"]),
+        Route(f"{functions}/{{name}}/configuration", control(
+            lambda r, d: cp.get_configuration(name(r), qualifier(r))), methods=["GET"]),
+        Route(f"{functions}/{{name}}/configuration", control(
+            lambda r, d: cp.update_configuration(name(r), d)), methods=["PUT"]),
+        Route(f"{functions}/{{name}}/code", control(
+            lambda r, d: cp.update_code(name(r), d), limit=MAX_CODE_REQUEST_BODY),
+            methods=["PUT"]),
+        Route(f"{functions}/{{name}}/versions", control(
+            lambda r, d: cp.publish_version(name(r), d)), methods=["POST"]),
+        Route(f"{functions}/{{name}}/versions", control(
+            lambda r, d: cp.list_versions(name(r), r.query_params)), methods=["GET"]),
+        Route("/2017-03-31/tags/{arn:path}", control(
+            lambda r, d: cp.list_tags(r.path_params["arn"])), methods=["GET"]),
+        Route("/2017-03-31/tags/{arn:path}", control(
+            lambda r, d: cp.tag_resource(r.path_params["arn"], d)), methods=["POST"]),
+        Route("/2017-03-31/tags/{arn:path}", control(
+            lambda r, d: cp.untag_resource(r.path_params["arn"],
+                                           r.query_params.getlist("tagKeys"))),
+            methods=["DELETE"]),
+        Route("/2017-10-31/functions/{name}/concurrency", control(
+            lambda r, d: cp.put_concurrency(name(r), d)), methods=["PUT"]),
+        Route("/2017-10-31/functions/{name}/concurrency", control(
+            lambda r, d: cp.delete_concurrency(name(r))), methods=["DELETE"]),
+        Route("/2019-09-30/functions/{name}/concurrency", control(
+            lambda r, d: cp.get_concurrency(name(r))), methods=["GET"]),
+        Route(provisioned, control(
+            lambda r, d: cp.put_provisioned(name(r), qualifier(r), d)), methods=["PUT"]),
+        Route(provisioned, control(
+            lambda r, d: cp.get_provisioned(name(r), qualifier(r))), methods=["GET"]),
+        Route(provisioned, control(
+            lambda r, d: cp.delete_provisioned(name(r), qualifier(r))), methods=["DELETE"]),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE"]),
     ]
     return Starlette(routes=routes)
-
-
-def api_environment(doc: Any, current: Mapping[str, str]) -> dict[str, str]:
-    """``Environment`` of an UpdateFunctionConfiguration request as the function's new
-    variables: Lambda's checks (``FunctionConfig``) run when the configuration is built; here
-    the shape, and the variables the API does not let a caller set (``GUARDED_ENVIRONMENT``)
-    unless the function already has them with the same value (a configuration read and written
-    back)."""
-    if not isinstance(doc, dict):
-        raise ValueError("Environment must be an object with Variables")
-    variables = doc.get("Variables", {})
-    if not isinstance(variables, dict):
-        raise ValueError("Environment.Variables must be a map of names to strings")
-    for key, why in GUARDED_ENVIRONMENT.items():
-        if key in variables and variables[key] != current.get(key):
-            raise ValueError(f"{key} cannot be set through this platform's API: sandboxes run "
-                             f"as the platform's user, and {why}")
-    return dict(variables)
 
 
 async def _swallow(aw: Awaitable[Any]) -> None:
@@ -394,8 +370,11 @@ class PlatformServer:
 
     Requests must be signed with ``credentials`` (generated when not given: read them from
     ``srv.credentials``). A host that is not loopback is refused unless ``allow_remote`` and
-    the caller's own ``credentials`` are given: anyone who can sign can run code here.
-    ``header_timeout_s`` and ``body_timeout_s`` bound how long a request may take to arrive.
+    the caller's own ``credentials`` are given: anyone who can sign can run code here (a
+    function is code, and CreateFunction uploads it). ``header_timeout_s`` and
+    ``body_timeout_s`` bound how long a request may take to arrive. Code given as
+    S3Bucket/S3Key is fetched from ``s3_endpoint_url`` (default: ``AWS_ENDPOINT_URL_S3`` or
+    ``AWS_ENDPOINT_URL``) with ``credentials``.
 
     >>> with PlatformServer(ProcessLauncher()) as srv:  # doctest: +SKIP
     ...     srv.deploy(FunctionConfig("mnv2", target="mobilenet_v2", memory_mb=1024))
@@ -409,7 +388,7 @@ class PlatformServer:
                  port: int = 0, credentials: Credentials | None = None,
                  allow_remote: bool = False, allowed_hosts: Sequence[str] = (),
                  header_timeout_s: float = 10.0, body_timeout_s: float = 30.0,
-                 **platform_options: Any) -> None:
+                 s3_endpoint_url: str | None = None, **platform_options: Any) -> None:
         if not is_loopback(host):
             if not allow_remote:
                 raise ValueError(f"the function platform serves loopback only, not {host!r}: "
@@ -427,6 +406,7 @@ class PlatformServer:
         self.host = host
         self.credentials = credentials or Credentials.generate()
         self.header_timeout_s, self.body_timeout_s = header_timeout_s, body_timeout_s
+        self.s3_endpoint_url = s3_endpoint_url
         # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
         # proto says TCP, and with Nagle on every reply waits out a 40 ms delayed ACK.
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
@@ -472,7 +452,8 @@ class PlatformServer:
                 return
             # Sandboxes sign with the platform's role credentials, the rest with its own.
             verifier = Verifier([self.credentials, self.platform.role_credentials])
-            app = create_app(self.platform, verifier=verifier, hosts=self.hosts)
+            s3 = S3Source(self.credentials, self.platform.region, self.s3_endpoint_url)
+            app = create_app(self.platform, verifier=verifier, hosts=self.hosts, s3=s3)
             protocol = with_deadlines(header_timeout_s=self.header_timeout_s,
                                       body_timeout_s=self.body_timeout_s)
             config = uvicorn.Config(app, log_level="warning", access_log=False,

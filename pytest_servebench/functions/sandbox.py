@@ -44,6 +44,9 @@ class SandboxSpec:
     memory_mb: int
     timeout_s: float
     environment: dict[str, str]
+    # An uploaded package's folder: the sandbox's task root and working directory, first on
+    # its module path. None: the installed repo's code (``targets``) runs.
+    task_root: str | None = None
 
 
 class LaunchedSandbox(Protocol):
@@ -87,7 +90,11 @@ def keep_recent(recent: list[str], on_line: Callable[[str], None],
 
 
 class Launcher(Protocol):
-    """Starts sandboxes; the local backend runs processes, the container backend containers."""
+    """Starts sandboxes; the local backend runs processes, the container backend containers.
+
+    A launcher that can run an uploaded package (a spec with a ``task_root``) says so with a
+    true ``runs_uploaded_code`` attribute; the control plane refuses CreateFunction on a
+    platform whose launcher does not."""
 
     def launch(self, spec: SandboxSpec) -> LaunchedSandbox: ...
 

@@ -158,8 +158,33 @@ def _tree_peak_mb(pid: int) -> float | None:
     return total_kb / 1024 if total_kb else None
 
 
+# The runtime (targets/bootstrap.py, awslambdaric) is the platform's, as Lambda's runtime is
+# Lambda's; run by its path, since an uploaded package brings a ``targets`` of its own.
+_RUN_FILE = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
+
+
+def _uploaded_code(task_root: str, env: dict[str, str], python: str) -> list[str]:
+    """Run an uploaded package as Lambda does: its folder is the task root and the working
+    directory, first on the module path (its modules and distributions win over the
+    platform's), not written to (no bytecode caches); HOME and TMPDIR stay the sandbox's own
+    folder. Returns the runtime's command, less the handler."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("targets.bootstrap")
+    if spec is None or spec.origin is None:
+        raise StartError("the platform's runtime (targets.bootstrap) is not installed")
+    env["LAMBDA_TASK_ROOT"] = task_root
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (task_root, env.get("PYTHONPATH")) if p)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # -P: no working directory or script folder ahead of PYTHONPATH, so the task root's place
+    # on the path is the one Lambda gives it.
+    return [python, "-P", "-c", _RUN_FILE, spec.origin]
+
+
 class ProcessLauncher:
     """Starts each sandbox as an emulator process (in its own process group, dying with us)."""
+
+    runs_uploaded_code = True
 
     def __init__(self, *, owner: str, shaper: Shaper | None = None, rie: Path | None = None,
                  python: str = sys.executable) -> None:
@@ -189,13 +214,17 @@ class ProcessLauncher:
                         "LAMBDA_TASK_ROOT": str(workdir),
                         "SERVEBENCH_THREADS": str(shape.threads()),
                         "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "PYTHONUNBUFFERED": "1"})
+            runtime: list[str] = [self.python, "-m", "targets.bootstrap"]
+            cwd: str | Path = workdir
+            if spec.task_root is not None:
+                runtime, cwd = _uploaded_code(spec.task_root, env, self.python), spec.task_root
             argv = [str(self.rie), "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
                     "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "info",
-                    self.python, "-m", "targets.bootstrap", spec.handler]
+                    *runtime, spec.handler]
             cgroup = self.shaper.make(shape, spec.sandbox_id) if self.shaper.can_shape else None
             if cgroup is not None:
                 undo.callback(cgroup.remove)  # runs after the kill below: callbacks unwind
-            proc = spawn(argv, env=env, owner=self.owner, cwd=workdir, stdout=subprocess.PIPE)
+            proc = spawn(argv, env=env, owner=self.owner, cwd=cwd, stdout=subprocess.PIPE)
             undo.callback(_discard, proc)
             if cgroup is not None:
                 cgroup.add(proc.pid)
