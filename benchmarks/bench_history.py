@@ -45,7 +45,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.json"
-        runs = [{**base_run, "run_id": f"{i:012x}"} for i in range(args.runs)]
+        runs = [{**base_run.to_json(), "run_id": f"{i:012x}"} for i in range(args.runs)]
         path.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "runs": runs}))
         size_mb = path.stat().st_size / 1e6
         current = [make_entry(f"t.py::test_{k}", fake_result(rng, 1.2), [], "local")

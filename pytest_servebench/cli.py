@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -116,26 +115,24 @@ def _history(args: argparse.Namespace) -> int:
     history = History.at(args.history or DEFAULT_PATH)
     runs = history.runs()
 
-    def find(ref: str) -> dict[str, Any]:
-        for r in runs:
-            if ref in (r["run_id"], r.get("name")):
-                return r
+    def find(ref: str) -> int:
+        for i, r in enumerate(runs):
+            if ref in (r.run_id, r.name):
+                return i
         raise ValueError(f"no run {ref!r} in {history.path}")
 
     if args.action == "list":
         for run in runs:
-            git = run.get("git") or {}
-            print(f"{run['run_id']}  {run['created_utc']}  {run.get('name') or '-':<12} "
-                  f"{run.get('backend', '?'):<8} {len(run['entries']):>4} results  "
-                  f"{(git.get('commit') or '-')[:10]}")
+            print(f"{run.run_id}  {run.created_utc}  {run.name or '-':<12} "
+                  f"{run.backend or '?':<8} {len(run.entries):>4} results  "
+                  f"{(run.git.get('commit') or '-')[:10]}")
         return 0
     if args.action == "show":
-        print(json.dumps(find(args.ref), indent=2))
+        print(json.dumps(runs[find(args.ref)].to_json(), indent=2))
         return 0
     if args.action == "compare":
-        current = find(args.ref)
-        older = runs[: runs.index(current)]
-        cmp = compare_run(current["entries"], older, ref=args.baseline,
+        at = find(args.ref)
+        cmp = compare_run(runs[at].entries, runs[:at], ref=args.baseline,
                           thresholds=parse_thresholds(args.fail or DEFAULT_FAIL_SPEC))
         for line in render_comparison(cmp):
             print(line)
@@ -148,13 +145,11 @@ def _history(args: argparse.Namespace) -> int:
                      "success_ratio", "throughput", "p50_s", "p90_s", "p99_s", "mean_s",
                      "usd_per_million"])
     for run in runs:
-        for e in run["entries"]:
-            lat = e["latency_s"]
-            writer.writerow([run["run_id"], run["created_utc"], run.get("name") or "",
-                             run.get("backend", ""), e["nodeid"], e["target"], e["count"],
-                             e["success_ratio"], e["throughput"], lat["p50"]["value"],
-                             lat["p90"]["value"], lat["p99"]["value"], lat["mean"]["value"],
-                             (e.get("cost") or {}).get("usd_per_million", "")])
+        for e in run.entries:
+            writer.writerow([run.run_id, run.created_utc, run.name or "", run.backend,
+                             e.nodeid, e.target, e.count, e.success_ratio, e.throughput,
+                             *(e.latency_s[stat].value for stat in ("p50", "p90", "p99", "mean")),
+                             "" if e.cost is None else e.cost.usd_per_million])
     return 0
 
 

@@ -40,12 +40,15 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .histogram import LatencyHistogram
-from .metrics import COMPARABLE, LATENCY_STATS, QUANTILES, parse_metric
+from .metrics import COMPARABLE, QUANTILES, parse_metric
+
+if TYPE_CHECKING:
+    from .history import Entry, Run
 
 DEFAULT_FAIL_SPEC = "p99:10%,throughput:-5%,success_ratio:-0.01"
 DEFAULT_ALPHA = 0.05
@@ -97,16 +100,6 @@ def parse_thresholds(spec: str) -> list[Threshold]:
     return out
 
 
-def metric_value(entry: Mapping[str, Any], metric: str) -> float:
-    if metric in LATENCY_STATS:
-        return float(entry["latency_s"][metric]["value"])
-    if metric == "usd_per_million":
-        cost = entry.get("cost")
-        return float(cost["usd_per_million"]) if cost else math.nan
-    value = entry.get(metric)
-    return math.nan if value is None else float(value)
-
-
 # --- the evidence for one metric ---------------------------------------------------------------
 
 
@@ -126,12 +119,12 @@ class _Evidence:
     note: str | None = None
 
 
-def _samples(entries: Sequence[Mapping[str, Any]]) -> Any:
+def _samples(entries: Sequence[Entry]) -> Any:
     import numpy as np
 
     merged = LatencyHistogram()
     for e in entries:
-        merged.merge(LatencyHistogram.from_dict(e["histogram"]))
+        merged.merge(e.histogram)
     pairs = merged.samples()
     if not pairs:
         return np.array([])
@@ -155,8 +148,8 @@ def _quantile_min_n(q: float, confidence: float) -> int:
     return n
 
 
-def _quantile_evidence(q: float, current: Mapping[str, Any],
-                       baseline: Sequence[Mapping[str, Any]], alpha: float) -> _Evidence | None:
+def _quantile_evidence(q: float, current: Entry, baseline: Sequence[Entry],
+                       alpha: float) -> _Evidence | None:
     import numpy as np
     from scipy.stats import fisher_exact
 
@@ -195,7 +188,7 @@ def _mean_p_value(x: Any, y: Any) -> float:
     return float((1 + np.sum(diffs >= observed - 1e-15)) / (PERMUTATIONS + 1))
 
 
-def _mean_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+def _mean_evidence(current: Entry, baseline: Sequence[Entry],
                    alpha: float) -> _Evidence | None:
     from .stats import mean_estimate
 
@@ -203,9 +196,9 @@ def _mean_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, A
     if len(x) < 2 or len(y) < 2:
         return None
 
-    def bound(entries: Sequence[Mapping[str, Any]]) -> float:
-        timeouts = [e.get("timeout_s") for e in entries]
-        return max((float(t) for t in timeouts if t is not None), default=math.inf)
+    def bound(entries: Sequence[Entry]) -> float:
+        return max((e.timeout_s for e in entries if e.timeout_s is not None),
+                   default=math.inf)
 
     ex = mean_estimate(x.tolist(), 1 - alpha / 2, upper_bound=bound([current]))
     ey = mean_estimate(y.tolist(), 1 - alpha / 2, upper_bound=bound(baseline))
@@ -215,14 +208,9 @@ def _mean_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, A
                      _mean_p_value(x, y))
 
 
-def _rates(entries: Sequence[Mapping[str, Any]]) -> list[float]:
-    out: list[float] = []
-    for e in entries:
-        window = e.get("throughput_window") or {}
-        counts, width = window.get("counts") or [], window.get("width_s")
-        if counts and width and width > 0:
-            out += [c / (width / len(counts)) for c in counts]
-    return out
+def _rates(entries: Sequence[Entry]) -> list[float]:
+    return [rate for e in entries if e.throughput_window is not None
+            for rate in e.throughput_window.rates()]
 
 
 def _ar1_inflation(xs: Any) -> float:
@@ -239,16 +227,16 @@ def _ar1_inflation(xs: Any) -> float:
     return (1 + r) / (1 - r)
 
 
-def _throughput_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+def _throughput_evidence(current: Entry, baseline: Sequence[Entry],
                          alpha: float) -> _Evidence:
     import numpy as np
     from scipy.stats import t as student_t
 
-    cur = float(current["throughput"])
-    base = float(np.mean([float(b["throughput"]) for b in baseline]))
+    cur = current.throughput
+    base = float(np.mean([b.throughput for b in baseline]))
     x, y = _rates([current]), _rates(baseline)
     note = None
-    offered = current.get("offered_rate")
+    offered = current.offered_rate
     if offered:
         note = f"offered {offered:.4g}/s, achieved {cur / offered:.1%}"
     if len(x) < 3 or len(y) < 3:
@@ -278,13 +266,13 @@ def _throughput_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[
                      1.0 if math.isnan(p) else p, note=note)
 
 
-def _success_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+def _success_evidence(current: Entry, baseline: Sequence[Entry],
                       alpha: float) -> _Evidence | None:
     from scipy.stats import fisher_exact, norm
 
-    ok1, n1 = int(current["ok_count"]), int(current["count"])
-    ok2 = sum(int(e["ok_count"]) for e in baseline)
-    n2 = sum(int(e["count"]) for e in baseline)
+    ok1, n1 = current.ok_count, current.count
+    ok2 = sum(e.ok_count for e in baseline)
+    n2 = sum(e.count for e in baseline)
     if n1 == 0 or n2 == 0:
         return None
     p = float(fisher_exact([[ok1, n1 - ok1], [ok2, n2 - ok2]]).pvalue)
@@ -305,24 +293,22 @@ def _success_evidence(current: Mapping[str, Any], baseline: Sequence[Mapping[str
     return _Evidence(p1, p2, low, high, p)
 
 
-def _evidence(metric: str, current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+def _evidence(metric: str, current: Entry, baseline: Sequence[Entry],
               alpha: float) -> _Evidence | None:
     if metric in QUANTILES:
         return _quantile_evidence(QUANTILES[metric], current, baseline, alpha)
     if metric == "mean":
         return _mean_evidence(current, baseline, alpha)
     if metric == "max":  # reported, not tested (see the module's docstring)
-        return _Evidence(metric_value(current, "max"),
-                         max(metric_value(b, "max") for b in baseline), None, None, None)
+        return _Evidence(current.value("max"), max(b.value("max") for b in baseline),
+                         None, None, None)
     if metric == "throughput":
         return _throughput_evidence(current, baseline, alpha)
     if metric == "success_ratio":
         return _success_evidence(current, baseline, alpha)
     if metric == "usd_per_million":
-        cost = current.get("cost") or {}
-        cur, base = metric_value(current, metric), _median([metric_value(b, metric)
-                                                            for b in baseline])
-        if cost.get("platform") == "lambda":
+        cur, base = current.value(metric), _median([b.value(metric) for b in baseline])
+        if current.cost is not None and current.cost.platform == "lambda":
             ev = _mean_evidence(current, baseline, alpha)
             if ev is None:
                 return None
@@ -389,14 +375,14 @@ def run_noise(values: Sequence[float], *, relative: bool, baseline_runs: int,
     return Noise(sd, len(ys), band)
 
 
-def sampling_sd(entry: Mapping[str, Any], metric: str) -> float | None:
+def sampling_sd(entry: Entry, metric: str) -> float | None:
     """One run's own sampling sd of a metric (of its log for relative metrics), from what
     the history stored: a percentile's or the mean's 95% interval, the throughput window's
     intervals, the success ratio's count. None when the run cannot bound it."""
     z = 1.959964
     if metric in QUANTILES:  # (the mean's interval is not a sampling sd: see mean_estimate)
-        est = entry["latency_s"][metric]
-        low, high = float(est["low"]), float(est["high"])
+        est = entry.latency_s[metric]
+        low, high = est.low, est.high
         if not (low > 0 and math.isfinite(high)):
             return None
         return (math.log(high) - math.log(low)) / (2 * z)
@@ -405,10 +391,10 @@ def sampling_sd(entry: Mapping[str, Any], metric: str) -> float | None:
     # taking it off left no floor: re-runs of the suites on a busy machine were called
     # 15-40% "faster" at p < 0.05.
     if metric == "success_ratio":
-        n = int(entry.get("count") or 0)
+        n = entry.count
         if n == 0:
             return None
-        p = int(entry["ok_count"]) / n
+        p = entry.ok_count / n
         return math.sqrt(max(p * (1 - p), 1 / n**2) / n)
     return None
 
@@ -589,14 +575,14 @@ class Comparison:
         return ", ".join(f"{self.count(v)} {v}" for v in VERDICTS)
 
 
-def select_baseline_runs(runs: Sequence[Mapping[str, Any]], ref: str) -> list[Mapping[str, Any]]:
+def select_baseline_runs(runs: Sequence[Run], ref: str) -> list[Run]:
     """Runs that make up the baseline, newest first: ``last``, ``median:N``, a run id or name."""
     if ref == "last":
         return list(reversed(runs))
     if ref.startswith("median:"):
         baseline_size(ref)
         return list(reversed(runs))
-    picked = [r for r in runs if r.get("run_id") == ref or r.get("name") == ref]
+    picked = [r for r in runs if ref in (r.run_id, r.name)]
     if not picked:
         raise LookupError(f"no run with id or name {ref!r} in the history")
     return list(reversed(picked))
@@ -615,29 +601,28 @@ def baseline_size(ref: str) -> int:
     return n
 
 
-def compare_entries(current: Mapping[str, Any], baseline: Sequence[Mapping[str, Any]],
+def compare_entries(current: Entry, baseline: Sequence[Entry],
                     thresholds: Sequence[Threshold], *, alpha: float = DEFAULT_ALPHA,
-                    earlier: Sequence[Mapping[str, Any]] = ()) -> list[Change]:
+                    earlier: Sequence[Entry] = ()) -> list[Change]:
     """Compare one test's entry with its baseline entries (pooled). ``earlier``: the newest
     entries of the same test in the history (baseline included), for the noise floor."""
     changes = []
     history = list(earlier) or list(baseline)
-    invalid = current.get("invalid_reason") or next(
-        (f"baseline: {b['invalid_reason']}" for b in baseline if b.get("invalid_reason")), None)
+    invalid = current.invalid_reason or next(
+        (f"baseline: {b.invalid_reason}" for b in baseline if b.invalid_reason), None)
     for th in thresholds:
         ev = _evidence(th.metric, current, baseline, alpha)
         if ev is None or math.isnan(ev.current) or math.isnan(ev.baseline):
             continue
         runs = history[:NOISE_RUNS]
-        noise = run_noise([metric_value(e, th.metric) for e in runs], relative=th.relative,
+        noise = run_noise([e.value(th.metric) for e in runs], relative=th.relative,
                           baseline_runs=len(baseline), alpha=alpha,
                           sampling_sd=[sampling_sd(e, th.metric) for e in runs])
-        changes.append(_decide(str(current["nodeid"]), th, ev, noise, alpha, len(baseline),
-                               invalid))
+        changes.append(_decide(current.nodeid, th, ev, noise, alpha, len(baseline), invalid))
     return changes
 
 
-def compare_run(current_entries: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]],
+def compare_run(current_entries: Sequence[Entry], runs: Sequence[Run],
                 *, ref: str = "last", thresholds: Sequence[Threshold],
                 machine_id: str | None = None, alpha: float = DEFAULT_ALPHA) -> Comparison:
     from .history import fingerprint_id
@@ -650,33 +635,24 @@ def compare_run(current_entries: Sequence[Mapping[str, Any]], runs: Sequence[Map
     machine_differs = False
     compared = 0
     for entry in current_entries:
-        found: list[Mapping[str, Any]] = []
+        found: list[Entry] = []
         for run in candidates:
-            old = _entry_of(run, entry["key"])
+            old = run.entry(entry.key)
             if old is not None:
                 found.append(old)
-                if machine_id is not None and fingerprint_id(run.get("machine", {})) \
-                        != machine_id:
+                if machine_id is not None and fingerprint_id(run.machine) != machine_id:
                     machine_differs = True
             if len(found) >= want:
                 break
         if not found:
-            missing.append(str(entry["nodeid"]))
+            missing.append(entry.nodeid)
             continue
         compared += 1
         earlier = list(itertools.islice(
-            (e for e in (_entry_of(r, entry["key"]) for r in everything) if e is not None),
+            (e for e in (r.entry(entry.key) for r in everything) if e is not None),
             NOISE_RUNS))
         changes.extend(compare_entries(entry, found, thresholds, alpha=alpha, earlier=earlier))
     return Comparison(ref, tuple(changes), tuple(missing), machine_differs, compared)
-
-
-def _entry_of(run: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
-    for old in run.get("entries", []):
-        if old.get("key") == key:
-            found: Mapping[str, Any] = old
-            return found
-    return None
 
 
 def render_comparison(cmp: Comparison) -> list[str]:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .compare import Comparison
     from .cost import CostEstimate
     from .fixture import Servebench
+    from .history import Entry
     from .pricebook import PriceBook
     from .result import Result
     from .settings import Settings
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 class _SessionState:
     # One history entry per result: the summary table, the comparison and the saved run
     # are all derived from these.
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     comparison: Comparison | None = None
     messages: list[tuple[str, str]] = field(default_factory=list)  # (severity, text)
 
@@ -399,8 +400,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         elif isinstance(error, SLOFailure):
             verdicts = error.verdicts
         entry = make_entry(item.nodeid, result, verdicts, _backend_of(result))
-        repeat = seen.get(entry["key"], 0)
-        seen[entry["key"]] = repeat + 1
+        repeat = seen.get(entry.key, 0)
+        seen[entry.key] = repeat + 1
         if repeat:
             entry = make_entry(item.nodeid, result, verdicts, _backend_of(result), repeat=repeat)
         state.entries.append(entry)
@@ -448,7 +449,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = config.stash[STATE_KEY]
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the one run
-        workeroutput["servebench_entries"] = state.entries
+        workeroutput["servebench_entries"] = [e.to_json() for e in state.entries]
         return
     if not state.entries:
         return
@@ -519,20 +520,23 @@ def _save(config: pytest.Config, state: _SessionState, history: Any) -> None:
 
     metadata: dict[str, Any] = {}
     config.hook.pytest_servebench_update_metadata(config=config, metadata=metadata)
-    backends = sorted({str(e["backend"]) for e in state.entries})
+    backends = sorted({e.backend for e in state.entries})
     run = new_run(state.entries, backend=",".join(backends),
                   name=config.getoption("servebench_save"), metadata=metadata)
     keep = config.getoption("servebench_keep")
     history.append(run, keep=DEFAULT_KEEP if keep is None else keep)
-    state.messages.append(("info", f"saved run {run['run_id']}"
-                                   + (f" ({run['name']})" if run["name"] else "")
+    state.messages.append(("info", f"saved run {run.run_id}"
+                                   + (f" ({run.name})" if run.name else "")
                                    + f" with {len(state.entries)} result(s) to {history.path}"))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
+    from .history import Entry
+
     output = getattr(node, "workeroutput", {})
-    node.config.stash[STATE_KEY].entries.extend(output.get("servebench_entries", []))
+    node.config.stash[STATE_KEY].entries.extend(
+        Entry.from_json(e) for e in output.get("servebench_entries", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

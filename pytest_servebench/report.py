@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from .metrics import format_value
+
+if TYPE_CHECKING:
+    from .history import Entry
 
 
 def overall_verdict(outcomes: Iterable[str]) -> str:
@@ -34,35 +37,34 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
 
 
-def render_summary(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+def render_summary(entries: Sequence[Entry]) -> list[str]:
     """One row per benchmarked result: target, workload, n, p50, p99, throughput, success, SLO;
     a schedule-lag column when a run followed a schedule, and a line for each INVALID run (its
     load generator fell behind) and each run with timed-out requests."""
-    ordered = sorted(entries, key=lambda e: str(e["nodeid"]))
-    lagged = any(e.get("schedule_lag") for e in ordered)
+    ordered = sorted(entries, key=lambda e: e.nodeid)
+    lagged = any(e.schedule_lag is not None for e in ordered)
     header = ["test", "target", "workload", "n", "p50", "p99", "throughput", "success", "SLO"]
     if lagged:
         header.insert(7, "lag p99")
     rows = []
     for e in ordered:
-        row = [e["nodeid"], e["target"], str(e["workload"].get("str", "")), str(e["count"]),
-               format_value("latency", e["latency_s"]["p50"]["value"]),
-               format_value("latency", e["latency_s"]["p99"]["value"]),
-               format_value("throughput", e["throughput"]), f"{e['success_ratio']:.4f}",
-               "INVALID" if e.get("valid") is False else
-               overall_verdict(v["outcome"] for v in e["slo"])]
+        row = [e.nodeid, e.target, str(e.workload.get("str", "")), str(e.count),
+               format_value("latency", e.latency_s["p50"].value),
+               format_value("latency", e.latency_s["p99"].value),
+               format_value("throughput", e.throughput), f"{e.success_ratio:.4f}",
+               "INVALID" if not e.valid else overall_verdict(v.outcome for v in e.slo)]
         if lagged:
-            lag = e.get("schedule_lag")
-            row.insert(7, format_value("latency", lag["p99_s"]) if lag else "-")
+            lag = e.schedule_lag
+            row.insert(7, format_value("latency", lag.p99_s) if lag is not None else "-")
         rows.append(row)
     right = {3, 4, 5, 6, 7} | ({8} if lagged else set())
     lines = format_table(header, rows, right=right)
     for e in ordered:
-        if e.get("valid") is False:
-            lines.append(f"{e['nodeid']}: INVALID: {e.get('invalid_reason')}; its latency and "
+        if not e.valid:
+            lines.append(f"{e.nodeid}: INVALID: {e.invalid_reason}; its latency and "
                          "throughput verdicts are inconclusive")
-        if e.get("censored"):
-            lines.append(f"{e['nodeid']}: {e['censored']} request(s) timed out; they count in "
+        if e.censored:
+            lines.append(f"{e.nodeid}: {e.censored} request(s) timed out; they count in "
                          f"the latency percentiles at no less than the timeout "
-                         f"({format_value('latency', e.get('timeout_s') or math.nan)})")
+                         f"({format_value('latency', e.timeout_s or math.nan)})")
     return lines

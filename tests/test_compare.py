@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from pytest_servebench import ClosedLoop, HttpTarget, Servebench
 from pytest_servebench.compare import Change, compare_run, parse_thresholds
-from pytest_servebench.history import make_entry, new_run
+from pytest_servebench.history import Entry, make_entry, new_run
 from pytest_servebench.records import Record, Recording
 from pytest_servebench.result import summarize
 from pytest_servebench.target import Reply
@@ -29,7 +30,7 @@ def test_parse_thresholds() -> None:
             parse_thresholds(bad)
 
 
-def _measure(server: LoopbackServer, nodeid: str = "t.py::test_x") -> dict[str, object]:
+def _measure(server: LoopbackServer, nodeid: str = "t.py::test_x") -> Entry:
     sb = Servebench(target=HttpTarget(server.url))
     r = sb.run(ClosedLoop(concurrency=2, requests=400), payload=b"x")
     return make_entry(nodeid, r, [], "local")
@@ -76,7 +77,7 @@ def test_baseline_references() -> None:
     # Baselines are read from the stored histograms (1% relative accuracy).
     assert baseline("last") == pytest.approx(0.020, rel=0.01)
     assert baseline("n0") == pytest.approx(0.010, rel=0.01)
-    assert baseline(runs[1]["run_id"]) == pytest.approx(0.012, rel=0.01)
+    assert baseline(runs[1].run_id) == pytest.approx(0.012, rel=0.01)
     assert baseline("median:3") == pytest.approx(0.012, rel=0.01)  # the pooled median
     with pytest.raises(LookupError):
         compare_run([cur], runs, ref="nope", thresholds=th)
@@ -102,7 +103,7 @@ def test_a_slower_tail_is_flagged_on_p99_alone() -> None:
 # --- verdicts on skewed data, small samples and noisy runs, against known truth ---------------
 
 
-def _entry(xs: Sequence[float], **kwargs: Any) -> dict[str, Any]:
+def _entry(xs: Sequence[float], **kwargs: Any) -> Entry:
     return make_entry("t::x", result(list(xs), **kwargs), [], "local")
 
 
@@ -111,7 +112,7 @@ def _lognormal(rng: np.random.Generator, n: int, scale: float = 1.0) -> list[flo
     return out
 
 
-def _verdict(cur: dict[str, Any], base: Sequence[dict[str, Any]], spec: str,
+def _verdict(cur: Entry, base: Sequence[Entry], spec: str,
              ref: str = "last") -> Change:
     runs = [new_run([b], backend="local") for b in base]
     (change,) = compare_run([cur], runs, ref=ref, thresholds=parse_thresholds(spec)).changes
@@ -161,7 +162,7 @@ def test_run_to_run_noise_sets_the_floor() -> None:
     is not flagged although its 2,000 samples make a 7% shift significant on their own."""
     rng = np.random.default_rng(11)
 
-    def run(scale: float = 1.0) -> dict[str, Any]:
+    def run(scale: float = 1.0) -> Entry:
         return _entry(_lognormal(rng, 2000, scale * float(rng.normal(1, 0.05))))
 
     history = [run() for _ in range(5)]
@@ -175,7 +176,7 @@ def test_run_to_run_noise_sets_the_floor() -> None:
     assert slower.verdict == "regression" and slower.noise is not None
 
 
-def _closed_entry(rate: float, seconds: float = 5.0) -> dict[str, Any]:
+def _closed_entry(rate: float, seconds: float = 5.0) -> Entry:
     gap = 1 / rate
     rows = [Record(i, False, i * gap, i * gap, i * gap + 0.005, Reply(ok=True))
             for i in range(int(rate * seconds))]
@@ -189,8 +190,7 @@ def test_throughput_is_tested_on_the_window_intervals() -> None:
     assert _verdict(_closed_entry(100), [base], "throughput:-5%").verdict == "unchanged"
     slower = _verdict(_closed_entry(80), [base], "throughput:-5%")
     assert slower.verdict == "regression" and slower.change == pytest.approx(-0.2, abs=0.01)
-    old = dict(base)
-    del old["throughput_window"]  # saved before schema 2
+    old = replace(base, throughput_window=None)  # saved before schema 2
     c = _verdict(_closed_entry(80), [old], "throughput:-5%")
     assert c.verdict == "inconclusive" and c.reason and "intervals" in c.reason
 
@@ -207,7 +207,7 @@ def test_success_ratio_needs_enough_requests_to_rule_out_a_drop() -> None:
 
 def test_an_invalid_run_is_not_judged_on_latency() -> None:
     base = _entry([0.01] * 1000)
-    cur = dict(_entry([0.03] * 1000))
-    cur["invalid_reason"] = "the load generator fell behind its schedule"
+    cur = replace(_entry([0.03] * 1000), valid=False,
+                  invalid_reason="the load generator fell behind its schedule")
     c = _verdict(cur, [base], "p50:10%")
     assert c.verdict == "inconclusive" and c.reason and "INVALID" in c.reason

@@ -120,7 +120,7 @@ def test_version_1_histories_get_identity_keys(tmp_path: Path) -> None:
     """A schema-1 history keyed on the whole profile (a port in it) is migrated: its keys are
     recomputed, so the old runs become baselines."""
     def v1_entry(port: int) -> dict[str, Any]:
-        e = make_entry("t.py::test_x", result([0.01] * 50), [], "local")
+        e = make_entry("t.py::test_x", result([0.01] * 50), [], "local").to_json()
         e["target_profile"] = {"kind": "function", "platform": "lambda", "memory_mb": 512,
                                "endpoint_url": f"http://127.0.0.1:{port}"}
         e["key"] = json.dumps(["t.py::test_x", e["target_profile"], "local"], sort_keys=True)
@@ -128,13 +128,14 @@ def test_version_1_histories_get_identity_keys(tmp_path: Path) -> None:
         return e
 
     path = tmp_path / "h.json"
-    runs = [new_run([v1_entry(port)], backend="local") for port in (40001, 40002)]
+    runs = [{**new_run([], backend="local").to_json(), "entries": [v1_entry(port)]}
+            for port in (40001, 40002)]
     path.write_text(json.dumps({"schema_version": 1, "runs": runs}))
     assert runs[0]["entries"][0]["key"] != runs[1]["entries"][0]["key"]
     migrated = History.at(path).runs()
-    keys = {r["entries"][0]["key"] for r in migrated}
+    keys = {r.entries[0].key for r in migrated}
     assert len(keys) == 1
-    ident: Mapping[str, Any] = migrated[0]["entries"][0]["identity"]
+    ident: Mapping[str, Any] = migrated[0].entries[0].identity
     assert "endpoint_url" not in ident["target"] and ident["target"]["memory_mb"] == 512
     assert path.read_text().startswith('{"schema_version": 1')  # reading never rewrites
 
