@@ -199,6 +199,7 @@ def _package(args: argparse.Namespace) -> int:
 
 
 def _lambda(args: argparse.Namespace) -> int:
+    import os
     import shlex
     import signal
     import threading
@@ -223,12 +224,14 @@ def _lambda(args: argparse.Namespace) -> int:
         if chosen is None:
             raise ValueError("--allow-remote needs credentials chosen by you in "
                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    spec = get(args.target)
-    config = FunctionConfig(  # validates memory, concurrency and timeout before anything starts
-        name=args.name or args.target, target=args.target, memory_mb=args.memory_mb,
-        timeout_s=args.timeout, reserved_concurrency=args.reserved_concurrency,
-        provisioned_concurrency=args.provisioned_concurrency, keep_alive_s=args.keep_alive,
-        parallel_init=args.parallel_init, environment=model_environment(args.target))
+    config = spec = None
+    if args.target is not None:  # else an empty service: functions come by CreateFunction
+        spec = get(args.target)
+        config = FunctionConfig(  # validates memory, concurrency and timeout before it starts
+            name=args.name or args.target, target=args.target, memory_mb=args.memory_mb,
+            timeout_s=args.timeout, reserved_concurrency=args.reserved_concurrency,
+            provisioned_concurrency=args.provisioned_concurrency, keep_alive_s=args.keep_alive,
+            parallel_init=args.parallel_init, environment=model_environment(args.target))
     credentials = chosen or Credentials.generate()
     shaper, owner = Shaper(), new_owner()
     stop = threading.Event()
@@ -237,9 +240,15 @@ def _lambda(args: argparse.Namespace) -> int:
     with PlatformServer(lambda: ProcessLauncher(owner=owner, shaper=shaper), host=args.host,
                         port=args.port, credentials=credentials,
                         allow_remote=args.allow_remote) as srv:
-        srv.deploy(config)
-        print(f"function {config.name!r} ({args.target}, {config.memory_mb} MB; "
-              f"{shaper.reason}) at {srv.endpoint_url}", flush=True)
+        if config is not None:
+            srv.deploy(config)
+            print(f"function {config.name!r} ({args.target}, {config.memory_mb} MB; "
+                  f"{shaper.reason}) at {srv.endpoint_url}", flush=True)
+        else:
+            s3 = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            print(f"an empty Lambda service ({shaper.reason}) at {srv.endpoint_url}: "
+                  "CreateFunction takes zips inline" + (f" or from S3 at {s3}" if s3 else
+                  " (S3 code needs AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)"), flush=True)
         if chosen is None:
             env = (f"AWS_ACCESS_KEY_ID={credentials.access_key_id} "
                    f"AWS_SECRET_ACCESS_KEY={shlex.quote(credentials.secret_access_key)}")
@@ -251,10 +260,16 @@ def _lambda(args: argparse.Namespace) -> int:
             print(f"  requests are signed with the credentials of AWS_ACCESS_KEY_ID "
                   f"({credentials.access_key_id})", flush=True)
             prefix = ""
-        example = '{"text": "hi"}' if spec.kind == "text" else '{"image_b64": "<base64 JPEG>"}'
-        print(f"  {prefix}aws lambda invoke --endpoint-url {srv.endpoint_url} --function-name "
-              f"{config.name} --cli-binary-format raw-in-base64-out --payload '{example}' "
-              "--log-type Tail out.json", flush=True)
+        if config is not None and spec is not None:
+            example = ('{"text": "hi"}' if spec.kind == "text"
+                       else '{"image_b64": "<base64 JPEG>"}')
+            print(f"  {prefix}aws lambda invoke --endpoint-url {srv.endpoint_url} "
+                  f"--function-name {config.name} --cli-binary-format raw-in-base64-out "
+                  f"--payload '{example}' --log-type Tail out.json", flush=True)
+        else:
+            print(f"  {prefix}aws lambda create-function --endpoint-url {srv.endpoint_url} "
+                  "--function-name f --runtime python3.11 --handler app.handler --role "
+                  "arn:aws:iam::000000000000:role/any --zip-file fileb://f.zip", flush=True)
         stop.wait()
         print("stopping: every sandbox goes with the platform", flush=True)
     return 0
@@ -357,9 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="let --host be an address other machines reach (no authentication)")
     serve.set_defaults(func=_serve)
 
-    lam = sub.add_parser("lambda", help="run the local Lambda platform for one function in the "
-                                        "foreground (Invoke API on loopback)")
-    lam.add_argument("target", help="what the function serves, e.g. mobilenet_v2")
+    lam = sub.add_parser("lambda", help="run the local Lambda platform in the foreground: one "
+                                        "function, or none and Lambda's control plane "
+                                        "(CreateFunction with a zip) on loopback")
+    lam.add_argument("target", nargs="?", default=None,
+                     help="what the function serves, e.g. mobilenet_v2; none: an empty "
+                          "service whose functions are uploaded zips (CreateFunction)")
     lam.add_argument("--port", type=int, default=9000)
     lam.add_argument("--host", default="127.0.0.1",
                      help="address to bind (default 127.0.0.1); loopback only unless "

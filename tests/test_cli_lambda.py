@@ -1,4 +1,5 @@
-"""`servebench lambda TARGET --port P`: the platform in the foreground, for people and scripts."""
+"""`servebench lambda [TARGET] --port P`: the platform in the foreground, for people and scripts;
+with no target, an empty Lambda service whose functions are uploaded zips."""
 
 from __future__ import annotations
 
@@ -132,3 +133,45 @@ def test_other_hosts_need_allow_remote_and_chosen_credentials() -> None:
     assert generated.returncode == 2 and "AWS_ACCESS_KEY_ID" in generated.stderr
     helped = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
     assert "DANGEROUS" in " ".join(helped.stdout.split())
+
+
+def test_no_target_is_an_empty_service_that_runs_uploaded_zips_and_stops_clean() -> None:
+    import glob
+    import io
+    import tempfile
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", "def handler(event, context):\n    return {'answer': 42}\n")
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=_environment())
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+        assert "an empty Lambda service" in first and f":{port}" in first, first
+        found = re.search(r"AWS_ACCESS_KEY_ID=(AKIA\w+) AWS_SECRET_ACCESS_KEY=(\S+)",
+                          proc.stdout.readline().decode())
+        assert found is not None
+        assert "create-function" in proc.stdout.readline().decode()
+        lam = _client(port, found.group(1), found.group(2))
+        assert lam.list_functions()["Functions"] == []
+        made = lam.create_function(FunctionName="up", Runtime="python3.11", Handler="app.handler",
+                                   Role="arn:aws:iam::000000000000:role/any",
+                                   Code={"ZipFile": buf.getvalue()})
+        assert made["State"] == "Active"
+        r = lam.invoke(FunctionName="up", Payload=b"{}")
+        assert json.loads(r["Payload"].read()) == {"answer": 42}
+        assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["up"]
+        folders = glob.glob(os.path.join(tempfile.gettempdir(),
+                                         f"servebench-{proc.pid}.*-lambda-code-*"))
+        assert len(folders) == 1
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 0, out
+    assert _left_by(proc.pid) == []
+    assert not os.path.exists(folders[0])  # the platform's code went with it
+    remote = subprocess.run([*CLI, "--host", "0.0.0.0"], capture_output=True, text=True,
+                            timeout=60, env=_environment())
+    assert remote.returncode == 2 and "--allow-remote" in remote.stderr
