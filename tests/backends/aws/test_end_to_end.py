@@ -167,3 +167,31 @@ def test_end_to_end_mobilenet_v2_at_two_memory_sizes_takes_minutes(
     while lambda_platform.platform.code.stored_bytes and time.monotonic() < deadline:
         time.sleep(0.1)
     assert lambda_platform.platform.code.stored_bytes == 0  # the unpacked package went too
+
+
+def test_provisioned_reserved_and_arm64_functions_through_the_pair(
+        aws_env: Moto, lambda_platform: Any, tiny_package: Any) -> None:
+    """The aws backend's other paths, with a tiny package (seconds, not minutes): a version
+    published at create with provisioned concurrency waited READY and invoked warm, reserved
+    concurrency, arm64, and a teardown that leaves nothing."""
+    from pytest_servebench import ClosedLoop, Servebench
+
+    with AwsBackend() as backend:
+        fn = backend.function("text_rf", memory_mb=512, reserved_concurrency=2,
+                              provisioned_concurrency=1, arch="arm64")
+        assert fn.function.endswith(":1")  # the published version runs
+        lam = backend.client("lambda")
+        name = fn.function.split(":")[0]
+        assert lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier="1")[
+            "Status"] == "READY"
+        assert lam.get_function_concurrency(FunctionName=name)[
+            "ReservedConcurrentExecutions"] == 2
+        conf = lam.get_function_configuration(FunctionName=fn.function)
+        assert (conf["Version"], conf["Architectures"]) == ("1", ["arm64"])
+        result = Servebench().run(ClosedLoop(concurrency=1, requests=3), payload=b"{}",
+                                  target=fn)
+        replies = [r.reply for r in result.records if not r.warmup]
+        assert all(r.ok and not r.cold_start for r in replies)  # provisioned: init ran ahead
+        run_id = backend.tags.run_id
+    assert find_leftovers(backend.client, run_id=run_id) == []
+    assert lam.list_functions(FunctionVersion="ALL")["Functions"] == []
