@@ -201,11 +201,11 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
                 return Response(status_code=400)
         return run
 
-    control_plane = ControlPlane(platform, s3=s3 or S3Source(None, platform.region))
+    cp = ControlPlane(platform, s3=s3 or S3Source(None, platform.region))
 
     def lookup(name: str, qualifier: str | None = None) -> Any:
         try:
-            return control_plane.lookup(name, qualifier)
+            return cp.lookup(name, qualifier)
         except ApiError as exc:
             raise _Refused(_error(exc.status, exc.error_type, exc.message)) from None
 
@@ -295,8 +295,6 @@ def create_app(platform: FunctionPlatform, *, verifier: Verifier, hosts: HostChe
             return JSONResponse(payload, status_code=status)
 
         return serve
-
-    cp = control_plane
 
     def name(r: Request) -> str:
         return str(r.path_params["name"])

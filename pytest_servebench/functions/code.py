@@ -215,7 +215,8 @@ class CodeStore:
 
     @property
     def stored_bytes(self) -> int:
-        return sum(p.unzipped_bytes for p in self._packages.values())
+        # A copy first: an unpack in an executor thread reads this while the loop adopts.
+        return sum(p.unzipped_bytes for p in list(self._packages.values()))
 
     def get(self, sha: str) -> CodePackage | None:
         return self._packages.get(sha)
