@@ -69,6 +69,7 @@ class AwsBackend:
         self._cold_epochs: dict[str, int] = {}
         self._bucket: str | None = None
         self._role_created = False
+        self._uploaded: set[str] = set()  # package keys in the run's bucket (content-named)
 
     # -- plumbing --------------------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -162,8 +163,10 @@ class AwsBackend:
                 "backend yet)")
         code: dict[str, Any]
         if package.needs_s3:
-            key = f"packages/{package.path.name}"
-            self.client("s3").upload_file(str(package.path), self.bucket(), key)
+            key = f"packages/{package.path.name}"  # named by content: one upload a run
+            if key not in self._uploaded:
+                self.client("s3").upload_file(str(package.path), self.bucket(), key)
+                self._uploaded.add(key)
             code = {"S3Bucket": self.bucket(), "S3Key": key}
         else:
             code = {"ZipFile": package.path.read_bytes()}
@@ -204,6 +207,11 @@ class AwsBackend:
                    "region": self.region, "package_bytes": package.zipped_bytes,
                    "deploy_s": round(deploy_s, 3)}
         endpoint = str(self.client("lambda").meta.endpoint_url)
+        if arch != _machine_arch() and not _is_aws(endpoint):
+            # A stand-in platform (the local one, in tests) runs every function on this
+            # machine: the price is arm64's, the measurement is not.
+            profile["arch_note"] = (f"{arch} is priced as {arch}, but {endpoint} runs it on "
+                                    f"this {_machine_arch()} machine")
         target_ = FunctionTarget(endpoint, invoke_name, name=f"lambda:{label}", profile=profile,
                                  credentials=self.credentials(), region=self.region)
         self._functions[fname] = target_
@@ -255,7 +263,12 @@ class AwsBackend:
         """A configuration change retires every execution environment, so the next
         invocations are cold (how SeBS forces cold starts); returns once the update is
         ``Successful``."""
-        fname = function.function.split(":", 1)[0]
+        fname, _, qualifier = function.function.partition(":")
+        if qualifier:
+            raise ValueError(
+                f"{function.name} runs on provisioned concurrency ({function.function}): its "
+                "environments are kept initialised, and a configuration change of $LATEST "
+                "does not retire them, so a cold start cannot be forced")
         lam = self.client("lambda")
         current = lam.get_function_configuration(FunctionName=fname)
         env = dict(current.get("Environment", {}).get("Variables", {}))
@@ -298,6 +311,20 @@ class AwsBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _machine_arch() -> str:
+    import platform
+
+    machine = platform.machine().lower()
+    return "arm64" if machine in ("arm64", "aarch64") else "x86_64"
+
+
+def _is_aws(endpoint_url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(endpoint_url).hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
 def remove_resource(client: Any, resource: Resource) -> None:

@@ -76,6 +76,10 @@ def build_zip(target: str) -> FunctionPackage:
             unzipped = _zip_folder(folder, zpath)
         digest = hashlib.sha256(zpath.read_bytes()).hexdigest()
         meta_path.write_text(json.dumps({"sha256": digest, "unzipped_bytes": unzipped}))
+        for old in root.glob(f"{target}-*.zip"):  # earlier contents of this target: stale
+            if old != zpath and old.stem.rsplit("-", 1)[0] == target:
+                old.unlink(missing_ok=True)
+                old.with_suffix(".json").unlink(missing_ok=True)
     meta = json.loads(meta_path.read_text())
     return FunctionPackage(target=target, path=zpath, sha256=meta["sha256"],
                            zipped_bytes=zpath.stat().st_size,

@@ -192,6 +192,13 @@ def test_provisioned_reserved_and_arm64_functions_through_the_pair(
                                   target=fn)
         replies = [r.reply for r in result.records if not r.warmup]
         assert all(r.ok and not r.cold_start for r in replies)  # provisioned: init ran ahead
+        # Priced as arm64, measured on this machine: the profile says so (where they differ).
+        import platform
+
+        if platform.machine().lower() in ("x86_64", "amd64"):
+            assert "runs it on this x86_64 machine" in fn.profile["arch_note"]
+        with pytest.raises(ValueError, match="cannot be forced"):
+            backend.force_cold(fn)  # $LATEST's change leaves version 1's sandboxes warm
         run_id = backend.tags.run_id
     assert find_leftovers(backend.client, run_id=run_id) == []
     assert lam.list_functions(FunctionVersion="ALL")["Functions"] == []
