@@ -53,7 +53,14 @@ def pytest_servebench_price(config: pytest.Config, result: Result) -> CostEstima
 
 
 def pytest_servebench_result(config: pytest.Config, nodeid: str, result: Result) -> None:
-    """Called for every result a test produces (history and exporters hook in here)."""
+    """Called for every result a test produces, as soon as it is measured (history and
+    exporters hook in here). The plugin's own implementation collects the result for the
+    history: its entry is made when the test's call ends, once the test's SLO verdicts are
+    known. Example, in conftest.py (results to a dashboard as they come)::
+
+        def pytest_servebench_result(config, nodeid, result):
+            dashboard.send(nodeid, p99_s=result.p99.value, throughput=result.throughput)
+    """
 
 
 def pytest_servebench_update_metadata(config: pytest.Config, metadata: dict[str, Any]) -> None:

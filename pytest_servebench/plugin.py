@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,29 +13,17 @@ import pytest
 from .options import BUILTIN_TARGETS
 
 if TYPE_CHECKING:
-    from .compare import Comparison
     from .cost import CostEstimate
     from .fixture import Servebench
-    from .history import Entry
     from .pricebook import PriceBook
     from .result import Result
+    from .session import BenchSession
     from .settings import Settings
-    from .slo import Verdict
     from .target import Target
 
 
-@dataclass
-class _SessionState:
-    # One history entry per result: the summary table, the comparison and the saved run
-    # are all derived from these.
-    entries: list[Entry] = field(default_factory=list)
-    comparison: Comparison | None = None
-    messages: list[tuple[str, str]] = field(default_factory=list)  # (severity, text)
-
-
-STATE_KEY = pytest.StashKey[_SessionState]()
+SESSION_KEY = pytest.StashKey["BenchSession"]()
 PRICES_KEY = pytest.StashKey["PriceBook"]()
-BENCH_KEY = pytest.StashKey["Servebench"]()
 BACKEND_KEY = pytest.StashKey[Any]()
 BACKENDS = ("local", "docker")
 
@@ -127,7 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "docker: needs a Docker engine (container backend)")
     config.addinivalue_line("markers", "aws: talks to AWS (or moto standing in for it)")
-    config.stash[STATE_KEY] = _SessionState()
+    config.stash[SESSION_KEY] = _new_session(config)
     _settings(config)  # a bad setting is a usage error before anything is deployed
     from .options import check_options
 
@@ -365,10 +352,28 @@ def servebench(
                                                                             result=result)
         return estimate
 
-    bench = Servebench(target=servebench_target, settings=servebench_settings,
-                       on_result=on_result, pricer=pricer)
-    request.node.stash[BENCH_KEY] = bench
-    return bench
+    return Servebench(target=servebench_target, settings=servebench_settings,
+                      on_result=on_result, pricer=pricer)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_servebench_result(config: pytest.Config, nodeid: str, result: Result) -> None:
+    """The plugin's own use of its hook: the result waits in the session for its test's
+    verdicts, and becomes a history entry when the test's call ends (``pytest_runtest_call``)."""
+    config.stash[SESSION_KEY].add_result(nodeid, result)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[
+        None, object, object]:
+    # Results a test leaves uncollected (from its teardown, or a setup that failed before its
+    # call) are dropped with it.
+    bench = item.config.stash[SESSION_KEY]
+    bench.forget(item.nodeid)
+    try:
+        return (yield)
+    finally:
+        bench.forget(item.nodeid)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -378,55 +383,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         yield
     except BaseException as exc:
         error = exc
-    bench = item.stash.get(BENCH_KEY, None)
-    if bench is None or not bench.results:
-        if error is not None:
-            raise error
-        return None
-    from .history import make_entry
-    from .slo import SLOFailure
-
     bounds = [b for mark in item.iter_markers("slo") for b in mark.args]
-    state = item.config.stash[STATE_KEY]
-    failed: list[Verdict] = []
-    seen: dict[str, int] = {}  # a workload run twice against one target: each has its own key
-    for result in bench.results:
-        verdicts: list[Verdict] = []
-        if bounds:
-            try:
-                verdicts = result.check(*bounds)
-            except SLOFailure as exc:
-                verdicts, failed = exc.verdicts, failed + exc.failed
-        elif isinstance(error, SLOFailure):
-            verdicts = error.verdicts
-        entry = make_entry(item.nodeid, result, verdicts, _backend_of(result))
-        repeat = seen.get(entry.key, 0)
-        seen[entry.key] = repeat + 1
-        if repeat:
-            entry = make_entry(item.nodeid, result, verdicts, _backend_of(result), repeat=repeat)
-        state.entries.append(entry)
-    _export_records(item, bench)
+    failure = item.config.stash[SESSION_KEY].end_test(item.nodeid, bounds=bounds, error=error)
     if error is not None:
         raise error
-    if failed:
-        raise SLOFailure(failed, failed)
+    if failure is not None:
+        raise failure
     return None
-
-
-def _export_records(item: pytest.Item, bench: Servebench) -> None:
-    out = item.config.getoption("servebench_records")
-    if not out:
-        return
-    directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.nodeid)
-    for i, result in enumerate(bench.results):
-        (directory / f"{safe}.{i}.csv").write_text(result.records_csv())
-
-
-def _backend_of(result: Result) -> str:
-    profile = result.target_profile
-    return str(profile.get("backend") or profile.get("kind") or "unknown")
 
 
 def _history_path(config: pytest.Config) -> Path:
@@ -440,132 +403,56 @@ def _history_path(config: pytest.Config) -> Path:
     return path if path.is_absolute() else Path(config.rootpath) / path
 
 
+def _new_session(config: pytest.Config) -> BenchSession:
+    from .session import BenchSession, SessionOptions
+
+    records = config.getoption("servebench_records")
+    return BenchSession(SessionOptions(
+        history_path=_history_path(config),
+        compare=config.getoption("servebench_compare"),
+        thresholds=config.getoption("servebench_compare_fail"),
+        no_baseline=config.getoption("servebench_no_baseline"),
+        inconclusive=config.getoption("servebench_compare_inconclusive"),
+        save=not config.getoption("servebench_no_save"),
+        run_name=config.getoption("servebench_save"),
+        keep=config.getoption("servebench_keep"),
+        records_dir=Path(records) if records else None))
+
+
+def _metadata(config: pytest.Config) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    config.hook.pytest_servebench_update_metadata(config=config, metadata=metadata)
+    return metadata
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     dsession = config.pluginmanager.getplugin("dsession")  # the xdist controller
     if dsession is not None and str(getattr(dsession, "shouldstop", "")).startswith(
             "--target="):  # a worker found the target unknown (pytest_collection_finish)
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
-    state = config.stash[STATE_KEY]
+    bench = config.stash[SESSION_KEY]
     workeroutput = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller writes the one run
-        workeroutput["servebench_entries"] = [e.to_json() for e in state.entries]
+        workeroutput["servebench_entries"] = bench.worker_output()
         return
-    if not state.entries:
-        return
-    from .history import History, HistoryError
-
-    history = History.at(_history_path(config))
-    failed = False
-    try:
-        if config.getoption("servebench_compare"):
-            failed = _compare(config, state, history)
-        if not config.getoption("servebench_no_save"):
-            _save(config, state, history)
-    except HistoryError as exc:
-        state.messages.append(("error", f"history: {exc}"))
-        failed = True
-    if failed and session.exitstatus == pytest.ExitCode.OK:
+    if bench.finish(metadata=lambda: _metadata(config)) \
+            and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _compare(config: pytest.Config, state: _SessionState, history: Any) -> bool:
-    from .compare import DEFAULT_FAIL_SPEC, compare_run, parse_thresholds
-    from .history import fingerprint_id, machine_fingerprint
-
-    ref = config.getoption("servebench_compare")
-    try:
-        thresholds = parse_thresholds(config.getoption("servebench_compare_fail")
-                                      or DEFAULT_FAIL_SPEC)
-        cmp = compare_run(state.entries, history.runs(), ref=ref, thresholds=thresholds,
-                          machine_id=fingerprint_id(machine_fingerprint()))
-    except (ValueError, LookupError) as exc:
-        state.messages.append(("error", f"--servebench-compare: {exc}"))
-        return True
-    state.comparison = cmp
-    failed = bool(cmp.regressions)
-    if cmp.machine_differs:
-        state.messages.append(("warning", "the baseline was measured on a different machine "
-                                          "(CPU, cores or memory differ): compare with care"))
-    inconclusive = cmp.inconclusive
-    if inconclusive:
-        policy = config.getoption("servebench_compare_inconclusive")
-        text = (f"{len(inconclusive)} comparison(s) inconclusive: the data could show neither "
-                "a regression nor its absence (see the reasons above)")
-        if policy == "fail":
-            state.messages.append(("error", text + " [--servebench-compare-inconclusive=fail]"))
-            failed = True
-        elif policy == "warn":
-            state.messages.append(("warning", text))
-    if cmp.no_baseline:
-        policy = config.getoption("servebench_no_baseline")
-        total = len(cmp.no_baseline) + cmp.compared
-        text = (f"{len(cmp.no_baseline)} result(s) have no baseline ({ref}) in "
-                f"{history.path}; they were not compared")
-        if 2 * len(cmp.no_baseline) > total:
-            text = (f"MOST RESULTS WERE NOT COMPARED: {len(cmp.no_baseline)} of {total} have no "
-                    f"baseline ({ref}) in {history.path}. A first run has none; otherwise the "
-                    "tests, targets or workloads changed since the baseline (its key: test id, "
-                    "target name and shape, backend, workload)")
-        if policy == "fail":
-            state.messages.append(("error", text))
-            failed = True
-        elif policy == "warn":
-            state.messages.append(("warning", text))
-    return failed
-
-
-def _save(config: pytest.Config, state: _SessionState, history: Any) -> None:
-    from .history import DEFAULT_KEEP, new_run
-
-    metadata: dict[str, Any] = {}
-    config.hook.pytest_servebench_update_metadata(config=config, metadata=metadata)
-    backends = sorted({e.backend for e in state.entries})
-    run = new_run(state.entries, backend=",".join(backends),
-                  name=config.getoption("servebench_save"), metadata=metadata)
-    keep = config.getoption("servebench_keep")
-    history.append(run, keep=DEFAULT_KEEP if keep is None else keep)
-    state.messages.append(("info", f"saved run {run.run_id}"
-                                   + (f" ({run.name})" if run.name else "")
-                                   + f" with {len(state.entries)} result(s) to {history.path}"))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    from .history import Entry
-
     output = getattr(node, "workeroutput", {})
-    node.config.stash[STATE_KEY].entries.extend(
-        Entry.from_json(e) for e in output.get("servebench_entries", []))
+    node.config.stash[SESSION_KEY].add_worker_output(output.get("servebench_entries", []))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if STATE_KEY not in config.stash:
+    if SESSION_KEY not in config.stash:
         return
-    state = config.stash[STATE_KEY]
-    if state.entries:
-        from .report import render_summary
-
-        terminalreporter.write_sep("=", "servebench summary")
-        for line in render_summary(state.entries):
-            terminalreporter.write_line(line)
-    if state.comparison is not None:
-        from .compare import render_comparison
-
-        cmp = state.comparison
-        terminalreporter.write_sep("=", f"servebench compare (baseline: {cmp.reference})")
-        if cmp.changes:
-            for line in render_comparison(cmp):
-                terminalreporter.write_line(line)
-        n = len(cmp.regressions)
-        terminalreporter.write_line(
-            f"{cmp.compared} result(s) compared, {len(cmp.no_baseline)} without a baseline; "
-            f"metrics: {cmp.tally()}")
-        undecided = len(cmp.inconclusive)
-        terminalreporter.write_line(
-            f"{n} regression(s)" if n else (
-                "no regression shown" + (f" ({undecided} inconclusive)" if undecided else "")),
-            red=bool(n), yellow=not n and bool(undecided), green=not n and not undecided)
-    for severity, text in state.messages:
-        terminalreporter.write_line(f"servebench {severity}: {text}",
-                                    red=severity == "error", yellow=severity == "warning")
+    for line in config.stash[SESSION_KEY].summary():
+        if line.heading:
+            terminalreporter.write_sep("=", line.text)
+        else:
+            terminalreporter.write_line(line.text, **({line.colour: True} if line.colour
+                                                      else {}))

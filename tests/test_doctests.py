@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["cost", "histogram", "metrics", "slo", "stats", "workloads"]
+MODULES = ["cost", "histogram", "metrics", "session", "slo", "stats", "workloads"]
 
 
 @pytest.mark.parametrize("name", MODULES)
