@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .code import CodePackage, CodeStore
-from .sandbox import Launcher, Outcome, Sandbox, SandboxSpec
+from .sandbox import LaunchedSandbox, Launcher, Outcome, Sandbox, SandboxSpec
 from .sigv4 import Credentials
 
 log = logging.getLogger("servebench.functions")
@@ -152,6 +152,16 @@ class Invocation:
     queued_s: float
 
 
+def _stop_when_launched(done: asyncio.Future[LaunchedSandbox]) -> None:
+    """Stop a sandbox whose launch landed after its caller gave up (in a thread of its own:
+    the loop, and its executor, may be closing by then)."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    import threading
+
+    threading.Thread(target=done.result().stop, name="servebench-orphan-stop").start()
+
+
 class Function:
     """A function's ``$LATEST`` (``latest`` None, ``versions`` its published versions) or one
     published version of it (``latest`` the function it was published from)."""
@@ -203,12 +213,22 @@ class Function:
     async def _new_sandbox(self, *, provisioned: bool = False) -> Sandbox:
         spec = self._spec()
         launcher = self.platform.launcher
+        loop = asyncio.get_running_loop()
         if self.platform.launch_in_executor:  # launchers that block (a container engine's API)
-            launched = await asyncio.get_running_loop().run_in_executor(None, launcher.launch,
-                                                                        spec)
+            # Shielded: a caller cancelled while the launch runs must not drop what it made.
+            pending = loop.run_in_executor(None, launcher.launch, spec)
+            try:
+                launched = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                pending.add_done_callback(_stop_when_launched)
+                raise
         else:  # process launchers fork here: the children's death signal is tied to this thread
             launched = launcher.launch(spec)
-        sandbox = Sandbox(spec, launched, revision=self.revision, provisioned=provisioned)
+        try:
+            sandbox = Sandbox(spec, launched, revision=self.revision, provisioned=provisioned)
+        except BaseException:  # attaching to its log failed: stop what was launched
+            await loop.run_in_executor(None, launched.stop)
+            raise
         self.sandboxes[sandbox.id] = sandbox
         self.starts += 1
         try:

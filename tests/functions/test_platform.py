@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -181,3 +182,76 @@ def test_get_configuration_and_concurrency_apis(platform: Any, lam: Any) -> None
         "ReservedConcurrentExecutions"] == 0
     with pytest.raises(lam.exceptions.TooManyRequestsException):
         lam.invoke(FunctionName="apis", Payload=b"{}")
+
+
+class _SlowLaunched:
+    invoke_url = "http://127.0.0.1:9"
+
+    def __init__(self, stopped: list[str]) -> None:
+        self.stopped = stopped
+
+    def attach_log(self, on_line: Any) -> None:
+        pass
+
+    async def wait_ready(self, timeout_s: float) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return True
+
+    def peak_memory_mb(self) -> float | None:
+        return None
+
+    def oom_killed(self) -> bool:
+        return False
+
+    def stop(self) -> None:
+        self.stopped.append("stopped")
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+class _SlowLauncher:
+    """A blocking launcher (as a container engine's is) that takes its time."""
+
+    runs_uploaded_code = False
+
+    def __init__(self) -> None:
+        self.stopped: list[str] = []
+
+    def launch(self, spec: Any) -> _SlowLaunched:
+        import time
+
+        time.sleep(0.5)
+        return _SlowLaunched(self.stopped)
+
+    def describe(self, memory_mb: int) -> dict[str, Any]:
+        return {}
+
+
+def test_a_launch_cancelled_midway_is_stopped_when_it_lands() -> None:
+    """An invoke cancelled while its blocking launch runs in the executor must not drop the
+    sandbox that launch then returns (a container nobody would stop until the run ends)."""
+    import asyncio
+
+    from pytest_servebench.functions.platform import FunctionConfig, FunctionPlatform
+
+    launcher = _SlowLauncher()
+
+    async def main() -> None:
+        platform = FunctionPlatform(launcher, launch_in_executor=True)  # type: ignore[arg-type]
+        fn = await platform.deploy(FunctionConfig("slow"))
+        task = asyncio.create_task(fn.invoke(b"{}"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for _ in range(50):
+            if launcher.stopped:
+                break
+            await asyncio.sleep(0.05)
+        await platform.aclose()
+
+    asyncio.run(main())
+    assert launcher.stopped == ["stopped"]
