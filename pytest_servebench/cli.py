@@ -233,6 +233,9 @@ def _lambda(args: argparse.Namespace) -> int:
             provisioned_concurrency=args.provisioned_concurrency, keep_alive_s=args.keep_alive,
             parallel_init=args.parallel_init, environment=model_environment(args.target))
     credentials = chosen or Credentials.generate()
+    from .backends.local.sweep import sweep_dead_runs
+
+    sweep_dead_runs()  # what killed runs left (never a live run's), as a backend does at start
     shaper, owner = Shaper(), new_owner()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
