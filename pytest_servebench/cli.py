@@ -426,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="BASE_IMAGE (default: python:3.11-slim if present, else the offline "
                             "servebench/base:bookworm)")
     image.set_defaults(func=_image)
+
+    from .backends.aws.commands import add_parser as add_aws_parser
+
+    add_aws_parser(sub)
     return parser
 
 

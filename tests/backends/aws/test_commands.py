@@ -44,3 +44,11 @@ def test_sweep_dry_run_lists_and_sweep_removes(aws_env: Moto, tiny_package: Func
     args = _parse("sweep", "--run-id", "000000000000dead")
     assert args.func(args) == 0
     assert "nothing to sweep for run 000000000000dead" in capsys.readouterr().out
+
+
+def test_the_cli_has_the_aws_commands(aws_env: Moto,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_servebench.cli import main
+
+    assert main(["aws", "sweep", "--run-id", "000000000000none", "--dry-run"]) == 0
+    assert "nothing to sweep for run 000000000000none" in capsys.readouterr().out
