@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine import drive, run_sync
 from .result import Result, summarize
@@ -21,6 +21,15 @@ class NoTargetError(RuntimeError):
     pass
 
 
+class RunGuard(Protocol):
+    """Admits a run before it is sent (raising to refuse it) and is told what it cost: the
+    aws backend's budget guard."""
+
+    def admit(self, target: Target, workload: AnyWorkload, *, time_limit_s: float) -> None: ...
+
+    def charge(self, result: Result) -> None: ...
+
+
 class Servebench:
     """Runs workloads against a target and collects the results of one test.
 
@@ -35,12 +44,14 @@ class Servebench:
         settings: Settings | None = None,
         on_result: Callable[[Result], None] | None = None,
         pricer: Callable[[Result], CostEstimate | None] | None = None,
+        guard: RunGuard | None = None,
     ) -> None:
         self.target = target
         self.settings = settings or Settings()
         self.results: list[Result] = []
         self._on_result = on_result
         self._pricer = pricer
+        self._guard = guard
 
     def run(
         self,
@@ -66,6 +77,8 @@ class Servebench:
         s = self.settings
         timeout_s = parse_duration_s(timeout) if timeout is not None else s.timeout_s
         limit_s = parse_duration_s(time_limit) if time_limit is not None else s.time_limit_s
+        if self._guard is not None:  # refuses (raises) before anything is sent
+            self._guard.admit(tgt, workload, time_limit_s=limit_s)
         from .xdist import LOCK_MARGIN_S, machine_lock
 
         # One measurement at a time on this machine (xdist workers, other sessions); the
@@ -84,6 +97,8 @@ class Servebench:
             estimate = self._pricer(result)
             if estimate is not None:
                 result = result.with_cost(estimate)
+        if self._guard is not None:
+            self._guard.charge(result)
         self.results.append(result)
         if self._on_result is not None:
             self._on_result(result)

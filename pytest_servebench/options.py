@@ -41,6 +41,18 @@ def check_options(config: pytest.Config, *, price_book: Any) -> None:
         if not ok:
             raise pytest.UsageError(f"--servebench-url={url}: expected an http:// or https:// "
                                     "URL with a host, e.g. http://127.0.0.1:8080/predict")
+    if config.getoption("servebench_backend") == "aws":
+        import math
+
+        budget = config.getoption("servebench_aws_budget_usd")
+        if not (math.isfinite(budget) and budget >= 0):
+            raise pytest.UsageError(f"--servebench-aws-budget-usd: expected dollars >= 0, got "
+                                    f"{budget}")
+        _check_aws_session(config)
+        if name in ("ec2", "fargate", "sagemaker"):
+            raise pytest.UsageError(
+                f"--target={name}: the aws backend deploys Lambda functions only so far; run "
+                f"{name} on --servebench-backend=local or docker")
     memory_mb = config.getoption("servebench_memory_mb")
     low, high = LAMBDA_MEMORY_MB
     if not low <= memory_mb <= high:
@@ -73,6 +85,25 @@ def check_options(config: pytest.Config, *, price_book: Any) -> None:
             f"--servebench-records={records}: expected a directory, but that is a file")
     if prices_source(config)[1] is not None:
         price_book(config)  # a named price book that is missing or broken fails now
+
+
+def _check_aws_session(config: pytest.Config) -> None:
+    """The aws backend's profile, region and credentials exist (boto3's chain), before any
+    test runs: nothing is asked of AWS here, only the local configuration is read."""
+    import boto3
+
+    try:
+        session = boto3.Session(profile_name=config.getoption("servebench_aws_profile"),
+                                region_name=config.getoption("servebench_aws_region"))
+        credentials = session.get_credentials()
+    except Exception as exc:  # botocore's ProfileNotFound and kin
+        raise pytest.UsageError(f"--servebench-backend=aws: {exc}") from None
+    if not session.region_name:
+        raise pytest.UsageError("--servebench-backend=aws: no AWS region: set "
+                                "--servebench-aws-region, AWS_REGION or a profile's region")
+    if credentials is None:
+        raise pytest.UsageError("--servebench-backend=aws: no AWS credentials found "
+                                "(environment, --servebench-aws-profile, SSO)")
 
 
 def task_size(raw: str) -> tuple[float, float]:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 SESSION_KEY = pytest.StashKey["BenchSession"]()
 PRICES_KEY = pytest.StashKey["PriceBook"]()
 BACKEND_KEY = pytest.StashKey[Any]()
-BACKENDS = ("local", "docker")
+BACKENDS = ("local", "docker", "aws")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -84,8 +84,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "shown not to (too few samples, run-to-run noise) does (default: warn)")
     group.addoption("--servebench-backend", choices=BACKENDS, default="local",
                     help="where lambda/ec2/fargate/sagemaker targets run: local processes "
-                         "(default; no Docker, no cloud) or docker containers shaped like the "
-                         "cloud")
+                         "(default; no Docker, no cloud), docker containers shaped like the "
+                         "cloud, or aws (your account, through boto3: costs money)")
+    group.addoption("--servebench-aws-region", default=None, metavar="REGION",
+                    help="aws backend: the region (default: boto3's, e.g. AWS_REGION)")
+    group.addoption("--servebench-aws-profile", default=None, metavar="PROFILE",
+                    help="aws backend: a named profile of ~/.aws (default: boto3's chain)")
+    group.addoption("--servebench-aws-role-arn", default=None, metavar="ARN",
+                    help="aws backend: the functions' execution role (default: one made for "
+                         "the run, logs only, removed at the end)")
+    group.addoption("--servebench-aws-budget-usd", type=float, default=1.0, metavar="USD",
+                    help="aws backend: refuse any run whose estimated cost would take the "
+                         "session past this many dollars (default 1.00)")
     group.addoption("--servebench-base-image", default=None, metavar="IMAGE",
                     help="BASE_IMAGE of the docker backend's images (default: python:3.11-slim "
                          "if present, else the offline base from `servebench base-image`)")
@@ -113,7 +123,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "e.g. @pytest.mark.slo('p99 < 200ms', 'success_ratio >= 0.999')",
     )
     config.addinivalue_line("markers", "docker: needs a Docker engine (container backend)")
-    config.addinivalue_line("markers", "aws: talks to AWS (or moto standing in for it)")
+    config.addinivalue_line("markers", "aws: needs real AWS: runs only with "
+                                       "--servebench-backend=aws, skips otherwise")
     config.stash[SESSION_KEY] = _new_session(config)
     _settings(config)  # a bad setting is a usage error before anything is deployed
     from .options import check_options
@@ -210,6 +221,21 @@ def _backend(config: pytest.Config) -> Any:
 
 
 def _new_backend(config: pytest.Config) -> Any:
+    if config.getoption("servebench_backend") == "aws":
+        from .backends.aws import AwsBackend, AwsBackendError
+        from .backends.aws.budget import Budget
+
+        try:
+            return AwsBackend(region=config.getoption("servebench_aws_region"),
+                              profile=config.getoption("servebench_aws_profile"),
+                              role_arn=config.getoption("servebench_aws_role_arn"),
+                              budget=Budget(config.getoption("servebench_aws_budget_usd")),
+                              price_book=_price_book(config))
+        except (AwsBackendError, ValueError) as exc:
+            raise pytest.UsageError(f"--servebench-backend=aws: {exc}") from exc
+        except Exception as exc:  # botocore's ProfileNotFound, NoRegionError...
+            raise pytest.UsageError(f"--servebench-backend=aws: {type(exc).__name__}: "
+                                    f"{exc}") from exc
     if config.getoption("servebench_backend") == "docker":
         from .backends.docker import DockerBackend
         from .backends.docker.engine import EngineError
@@ -352,8 +378,20 @@ def servebench(
                                                                             result=result)
         return estimate
 
+    guard = None
+    if config.getoption("servebench_backend") == "aws":
+        # The budget guard: a run on AWS is estimated and admitted before anything is sent.
+        guard = _backend(config).guard(nodeid)
     return Servebench(target=servebench_target, settings=servebench_settings,
-                      on_result=on_result, pricer=pricer)
+                      on_result=on_result, pricer=pricer, guard=guard)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if (item.get_closest_marker("aws") is not None
+            and item.config.getoption("servebench_backend") != "aws"):
+        pytest.skip("needs real AWS: run with --servebench-backend=aws (credentials and region "
+                    "from boto3's chain, or --servebench-aws-profile/--servebench-aws-region; "
+                    "see the README's AWS section)")
 
 
 @pytest.hookimpl(trylast=True)

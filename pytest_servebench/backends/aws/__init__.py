@@ -18,11 +18,16 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ...functions.client import FunctionTarget
 from ...functions.sigv4 import Credentials
+from .budget import Budget
 from .resources import Ledger, Resource, RunTags, error_code, is_gone
+
+if TYPE_CHECKING:
+    from ...pricebook import PriceBook
 
 log = logging.getLogger("servebench.aws")
 
@@ -49,7 +54,8 @@ class AwsBackend:
 
     def __init__(self, *, region: str | None = None, profile: str | None = None,
                  role_arn: str | None = None, tags: RunTags | None = None,
-                 session: Any = None) -> None:
+                 session: Any = None, budget: Budget | None = None,
+                 price_book: PriceBook | None = None) -> None:
         import boto3
         from botocore.config import Config
 
@@ -59,6 +65,8 @@ class AwsBackend:
                                   "a profile's region")
         self.region: str = self.session.region_name
         self.tags = tags or RunTags.new()
+        self.budget = budget or Budget()
+        self._price_book = price_book
         self.ledger = Ledger()
         self._config = Config(retries={"max_attempts": 8, "mode": "standard"},
                               connect_timeout=10, read_timeout=120)
@@ -278,6 +286,18 @@ class AwsBackend:
         lam.update_function_configuration(FunctionName=fname, Environment={"Variables": env})
         self._wait("function_updated_v2", fname)
 
+    # -- the budget guard ------------------------------------------------------------------
+    def price_book(self) -> PriceBook:
+        if self._price_book is None:
+            from ...pricebook import load_price_book
+
+            self._price_book = load_price_book()
+        return self._price_book
+
+    def guard(self, what: str) -> BudgetGuard:
+        """The guard of one test's runs (``what`` names it in a refusal)."""
+        return BudgetGuard(self, what)
+
     # -- servers ---------------------------------------------------------------------------
     def server(self, target: str = "mobilenet_v2", *, platform: str = "ec2",
                **_: Any) -> Any:
@@ -311,6 +331,63 @@ class AwsBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BudgetGuard:
+    """Admits a run on AWS when its estimate fits the session's budget; charges what it cost
+    (its priced result: REPORT-billed durations) once it ran. Runs on other backends' targets
+    (an http endpoint) cost the account nothing and pass."""
+
+    def __init__(self, backend: AwsBackend, what: str) -> None:
+        self.backend, self.what = backend, what
+
+    @staticmethod
+    def _on_aws(profile: dict[str, Any]) -> bool:
+        return profile.get("backend") == AwsBackend.name
+
+    def admit(self, target: Any, workload: Any, *, time_limit_s: float) -> None:
+        from .budget import OverBudget, estimate_workload_usd
+
+        profile = target.describe()
+        if not self._on_aws(profile):
+            return
+        estimate = estimate_workload_usd(
+            workload, memory_mb=int(profile.get("memory_mb") or 1024),
+            book=self.backend.price_book(), arch=profile.get("arch") or "x86_64",
+            provisioned_concurrency=int(profile.get("provisioned_concurrency") or 0),
+            time_limit_s=time_limit_s)
+        try:
+            self.backend.budget.admit(f"{self.what} [{workload}]", estimate)
+        except OverBudget as exc:
+            import pytest
+
+            pytest.fail(str(exc), pytrace=False)
+
+    def charge(self, result: Any) -> None:
+        if not self._on_aws(result.target_profile):
+            return
+        cost = result.cost
+        if cost is not None:
+            self.backend.budget.charge(self.what, cost.usd_per_request * result.count)
+        else:  # no price for it: count the guess, never nothing
+            from .budget import estimate_workload_usd
+
+            self.backend.budget.charge(self.what, estimate_workload_usd(
+                _Counted(result.count), memory_mb=int(
+                    result.target_profile.get("memory_mb") or 1024),
+                book=self.backend.price_book()), how="estimated")
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """A finished run as a workload of its request count (for pricing by estimate)."""
+
+    requests: int
+    kind: str = "closed"
+    warmup_requests: int = 0
+    concurrency: int = 1
+    duration_s: float | None = None
+    warmup_s: float = 0.0
 
 
 def _machine_arch() -> str:

@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,3 +69,24 @@ def tiny_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FunctionPac
                               model_file="model/text_rf.joblib")
     monkeypatch.setattr(packaging_module, "build_zip", lambda target: package)
     return package
+
+
+@pytest.fixture
+def lambda_platform(aws_env: Moto, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The local platform as boto3's Lambda endpoint, signed with the credentials moto gets,
+    fetching S3 code from moto."""
+    pytest.importorskip("awslambdaric", reason="the local Lambda platform needs [functions]")
+    from pytest_servebench.backends.local.functions import ProcessLauncher
+    from pytest_servebench.backends.local.processes import new_owner
+    from pytest_servebench.backends.local.shaping import Shaper
+    from pytest_servebench.functions.api import PlatformServer
+    from pytest_servebench.functions.sigv4 import Credentials
+
+    owner, shaper = new_owner(), Shaper()
+    credentials = Credentials(CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                              CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    with PlatformServer(lambda: ProcessLauncher(owner=owner, shaper=shaper),
+                        credentials=credentials, s3_endpoint_url=aws_env.url,
+                        reap_interval_s=0.2) as srv:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", srv.endpoint_url)
+        yield srv

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,31 +24,10 @@ from pytest_servebench.backends.aws.packaging import build_zip
 from pytest_servebench.backends.aws.sweep import find_leftovers
 from pytest_servebench.functions.client import FunctionTarget
 
-from .conftest import CREDENTIALS, Moto
+from .conftest import Moto
 from .test_backend import _everything
 
 MEMORY_SIZES_MB = (1024, 2048)
-
-
-@pytest.fixture
-def lambda_platform(aws_env: Moto, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The local platform as boto3's Lambda endpoint, signed with the credentials moto gets,
-    fetching S3 code from moto."""
-    pytest.importorskip("awslambdaric", reason="the local Lambda platform needs [functions]")
-    from pytest_servebench.backends.local.functions import ProcessLauncher
-    from pytest_servebench.backends.local.processes import new_owner
-    from pytest_servebench.backends.local.shaping import Shaper
-    from pytest_servebench.functions.api import PlatformServer
-    from pytest_servebench.functions.sigv4 import Credentials
-
-    owner, shaper = new_owner(), Shaper()
-    credentials = Credentials(CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                              CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    with PlatformServer(lambda: ProcessLauncher(owner=owner, shaper=shaper),
-                        credentials=credentials, s3_endpoint_url=aws_env.url,
-                        reap_interval_s=0.2) as srv:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", srv.endpoint_url)
-        yield srv
 
 
 def _timed(fn: Callable[..., Any], sink: list[float]) -> Callable[..., Any]:
