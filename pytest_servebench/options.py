@@ -93,8 +93,11 @@ def _check_aws_session(config: pytest.Config) -> None:
     import boto3
 
     try:
+        from .backends.aws import default_region
+
         session = boto3.Session(profile_name=config.getoption("servebench_aws_profile"),
-                                region_name=config.getoption("servebench_aws_region"))
+                                region_name=config.getoption("servebench_aws_region")
+                                or default_region())
         credentials = session.get_credentials()
     except Exception as exc:  # botocore's ProfileNotFound and kin
         raise pytest.UsageError(f"--servebench-backend=aws: {exc}") from None

@@ -59,7 +59,8 @@ class AwsBackend:
         import boto3
         from botocore.config import Config
 
-        self.session = session or boto3.Session(profile_name=profile, region_name=region)
+        self.session = session or boto3.Session(profile_name=profile,
+                                                region_name=region or default_region())
         if not self.session.region_name:
             raise AwsBackendError("no AWS region: set --servebench-aws-region, AWS_REGION or "
                                   "a profile's region")
@@ -388,6 +389,14 @@ class _Counted:
     concurrency: int = 1
     duration_s: float | None = None
     warmup_s: float = 0.0
+
+
+def default_region() -> str | None:
+    """``AWS_REGION`` when set: boto3 reads only ``AWS_DEFAULT_REGION`` and profiles (None lets
+    it), while Lambda's runtime and the other SDKs use ``AWS_REGION``."""
+    import os
+
+    return os.environ.get("AWS_REGION") or None
 
 
 def _machine_arch() -> str:

@@ -174,3 +174,12 @@ def test_the_shipped_policy_allows_every_call_the_backend_makes(
     assert {"lambda:CreateFunction", "iam:CreateRole", "s3:PutObject",
             "tag:GetResources"} <= seen, seen
     assert sorted(seen - allowed) == []
+
+
+def test_aws_region_alone_names_the_region(aws_env: Moto,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 reads AWS_DEFAULT_REGION; AWS_REGION (what Lambda and the other SDKs set) is
+    honoured too."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert AwsBackend().region == "eu-west-1"
