@@ -61,32 +61,29 @@ def _print(data: dict[str, object], as_json: bool) -> None:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from .cost import (
-        function_usd_per_call,
-        load_price_book,
-        server_usd_per_hour,
-        server_usd_per_million,
-    )
+    from .cost import server_usd_per_million
+    from .platforms import LambdaProfile, server_profile
+    from .pricebook import load_price_book
 
     book = load_price_book(args.prices)
     if args.platform == "lambda":
         if args.memory_mb is None or args.duration_ms is None:
             raise ValueError("--platform lambda needs --memory-mb and --duration-ms")
-        per_call = function_usd_per_call(args.duration_ms, args.memory_mb, book, arch=args.arch,
-                                         api_gateway=args.api_gateway)
-        basis = f"{args.memory_mb} MB {args.arch}, {args.duration_ms:g} ms billed per call"
+        function = LambdaProfile(args.memory_mb, args.arch, api_gateway=args.api_gateway)
+        per_call = function.usd_per_call(args.duration_ms, book)
+        basis = f"{function.basis()}, {args.duration_ms:g} ms billed per call"
     else:
         if args.throughput is None:
             raise ValueError(f"--platform {args.platform} needs --throughput (requests/s)")
-        profile = {"platform": args.platform, "instance_type": args.instance,
-                   "vcpu": args.vcpu, "memory_gb": args.memory_gb, "arch": args.arch}
         if args.platform in ("ec2", "sagemaker") and not args.instance:
             raise ValueError(f"--platform {args.platform} needs --instance")
         if args.platform == "fargate" and (args.vcpu is None or args.memory_gb is None):
             raise ValueError("--platform fargate needs --vcpu and --memory-gb")
-        hourly, what = server_usd_per_hour(profile, book)
+        server = server_profile(args.platform, instance_type=args.instance, vcpu=args.vcpu,
+                                memory_gb=args.memory_gb, arch=args.arch, book=book)
+        hourly = server.usd_per_hour(book)
         per_call = server_usd_per_million(hourly, args.throughput) / 1e6
-        basis = f"{what} at ${hourly:g}/h serving {args.throughput:g} req/s"
+        basis = f"{server.basis()} at ${hourly:g}/h serving {args.throughput:g} req/s"
     _print({"platform": args.platform, "usd_per_request": per_call,
             "usd_per_1000": per_call * 1e3, "usd_per_million": per_call * 1e6,
             "basis": basis, "price_book_as_of": book.as_of}, args.json)
@@ -94,14 +91,17 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def _breakeven(args: argparse.Namespace) -> int:
-    from .cost import breakeven_calls_per_day, function_usd_per_call, load_price_book
+    from .cost import breakeven_calls_per_day
+    from .platforms import LambdaProfile, instance_profile
+    from .pricebook import load_price_book
 
     book = load_price_book(args.prices)
-    per_call = function_usd_per_call(args.duration_ms, args.lambda_memory_mb, book,
-                                     arch=args.arch, api_gateway=args.api_gateway)
-    hourly = book.instance(args.instance).usd_per_hour
+    per_call = LambdaProfile(args.lambda_memory_mb, args.arch,
+                             api_gateway=args.api_gateway).usd_per_call(args.duration_ms, book)
+    server = instance_profile(args.platform, args.instance, book)
+    hourly = server.usd_per_hour(book)
     calls = breakeven_calls_per_day(hourly, per_call)
-    _print({"instance": args.instance, "server_usd_per_day": hourly * 24,
+    _print({"instance": server.instance_type, "server_usd_per_day": hourly * 24,
             "lambda_usd_per_call": per_call, "calls_per_day": calls,
             "requests_per_s": calls / 86400,
             "cheaper_above_breakeven": "server", "price_book_as_of": book.as_of}, args.json)
@@ -324,9 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--memory-mb", type=int, help="Lambda memory size")
     cost.add_argument("--duration-ms", type=float, help="Lambda duration per call")
     cost.add_argument("--api-gateway", choices=("rest", "http"), default=None)
-    cost.add_argument("--instance", help="EC2 or SageMaker instance type, e.g. c5.large")
-    cost.add_argument("--vcpu", type=float, help="Fargate task vCPU")
-    cost.add_argument("--memory-gb", type=float, help="Fargate task memory")
+    cost.add_argument("--instance", help="EC2 instance type (c5.large) or SageMaker's "
+                                         "(ml.c5.large, or c5.large when the book has it)")
+    cost.add_argument("--vcpu", type=float, help="Fargate task vCPU (0.25, 0.5, 1, 2, 4, 8, 16)")
+    cost.add_argument("--memory-gb", type=float,
+                      help="Fargate task memory, a size Fargate offers with --vcpu")
     cost.add_argument("--throughput", type=float, help="server requests/s at steady state")
     cost.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
     cost.add_argument("--prices", default=None, help="price book JSON (default: bundled)")
@@ -337,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "the same")
     be.add_argument("--lambda-memory-mb", type=int, required=True)
     be.add_argument("--duration-ms", type=float, required=True)
-    be.add_argument("--instance", required=True, help="EC2 instance type, e.g. t2.small")
+    be.add_argument("--instance", required=True, help="instance type, e.g. t2.small")
+    be.add_argument("--platform", choices=("ec2", "sagemaker"), default="ec2",
+                    help="whose instance type --instance is (default ec2)")
     be.add_argument("--arch", choices=("x86_64", "arm64"), default="x86_64")
     be.add_argument("--api-gateway", choices=("rest", "http"), default=None)
     be.add_argument("--prices", default=None)

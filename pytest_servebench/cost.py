@@ -1,4 +1,5 @@
-"""Cost models: measured durations and throughput turned into dollars. Pure arithmetic.
+"""Cost models: measured durations and throughput turned into dollars. Pure arithmetic; each
+platform's pricing rule is its profile's (``platforms``).
 
 Functions are billed per call (duration rounded up to 1 ms, times memory, plus a request fee and
 optionally API Gateway); servers and containers per hour, so their cost per request depends on
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .platforms import FargateProfile, InstanceProfile, LambdaProfile, billed_ms, profile_of
 from .pricebook import Arch, PriceBook, load_price_book
 
 __all__ = ["CostEstimate", "Priced", "billed_ms", "breakeven_calls_per_day",
@@ -68,30 +70,14 @@ class Priced(Protocol):
     def billed_durations_s(self) -> Sequence[float]: ...
 
 
-def billed_ms(duration_ms: float) -> int:
-    """Lambda bills whole milliseconds, rounded up (1.0001 ms is billed as 2 ms)."""
-    if duration_ms < 0:
-        raise ValueError("a duration cannot be negative")
-    # Guard float noise such as 630.0000000001 coming from seconds * 1000.
-    return max(1, math.ceil(round(duration_ms, 6)))
-
-
 def function_usd_per_call(duration_ms: float, memory_mb: int, book: PriceBook, *,
                           arch: Arch = "x86_64", api_gateway: str | None = None,
                           ephemeral_mb: int = 512) -> float:
     """One invocation of a function: billed GB-seconds, request fee, extra ephemeral storage
-    and, when the call comes through it, API Gateway (``"rest"`` or ``"http"``)."""
-    if not 128 <= memory_mb <= 10240:
-        raise ValueError(f"Lambda memory is 128..10240 MB, not {memory_mb}")
-    seconds = billed_ms(duration_ms) / 1000
-    gb = memory_mb / 1024
-    usd = gb * seconds * book.lambda_usd_per_gb_s(arch) + book.lambda_usd_per_request()
-    storage_price, free_mb = book.lambda_ephemeral_usd_per_gb_s()
-    if ephemeral_mb > free_mb:
-        usd += (ephemeral_mb - free_mb) / 1024 * seconds * storage_price
-    if api_gateway:
-        usd += book.api_gateway_usd_per_request(api_gateway)
-    return usd
+    and, when the call comes through it, API Gateway (``"rest"`` or ``"http"``); Lambda's
+    rule (``platforms.LambdaProfile``)."""
+    return LambdaProfile(memory_mb, arch, ephemeral_mb, api_gateway).usd_per_call(duration_ms,
+                                                                                  book)
 
 
 def server_usd_per_million(usd_per_hour: float, throughput_per_s: float) -> float:
@@ -115,42 +101,32 @@ def breakeven_calls_per_day(server_usd_per_hour: float, function_usd_per_call: f
 
 
 def server_usd_per_hour(profile: Mapping[str, Any], book: PriceBook) -> tuple[float, str]:
-    platform = profile.get("platform")
-    if platform in ("ec2", "sagemaker"):
-        name = str(profile["instance_type"])
-        return book.instance(name).usd_per_hour, name
-    if platform == "fargate":
-        vcpu, mem = float(profile["vcpu"]), float(profile["memory_gb"])
-        arch: Arch = profile.get("arch", "x86_64")
-        return book.fargate_usd_per_hour(vcpu, mem, arch), f"{vcpu:g} vCPU / {mem:g} GB {arch}"
-    raise ValueError(f"not a server platform: {platform!r}")
+    """What the server a target profile describes costs an hour, and what was priced."""
+    platform = profile_of(profile, book)
+    if not isinstance(platform, InstanceProfile | FargateProfile):
+        raise ValueError(f"not a server platform: {profile.get('platform')!r}")
+    return platform.usd_per_hour(book), platform.basis()
 
 
 def price_result(result: Priced, book: PriceBook) -> CostEstimate | None:
-    """Price a result from its target profile; None when the platform is not known, or when a
-    function did not report billed durations (nothing is guessed)."""
-    profile = result.target_profile
-    platform = profile.get("platform")
-    if platform == "lambda":
+    """Price a result from its target profile with its platform's rule; None when the platform
+    is not known, or when a function did not report billed durations (nothing is guessed). A
+    profile its platform does not offer (an ``ml.`` type on EC2) is a ``PlatformError``."""
+    profile = profile_of(result.target_profile, book)
+    if isinstance(profile, LambdaProfile):
         billed = list(result.billed_durations_s)
         if not billed:
             return None
-        memory_mb = int(profile["memory_mb"])
-        arch: Arch = profile.get("arch", "x86_64")
-        gateway = profile.get("api_gateway")
-        per_call = [function_usd_per_call(b * 1000, memory_mb, book, arch=arch,
-                                          api_gateway=gateway,
-                                          ephemeral_mb=int(profile.get("ephemeral_mb", 512)))
-                    for b in billed]
+        per_call = [profile.usd_per_call(b * 1000, book) for b in billed]
         usd = math.fsum(per_call) / len(per_call)
-        basis = (f"mean of {len(billed)} billed durations at {memory_mb} MB {arch}"
-                 + (f" + API Gateway {gateway}" if gateway else ""))
+        basis = f"mean of {len(billed)} billed durations at {profile.basis()}"
         return CostEstimate(usd, "lambda", basis, book.as_of)
-    if platform in ("ec2", "sagemaker", "fargate"):
+    if isinstance(profile, InstanceProfile | FargateProfile):
         if not result.throughput > 0:
             return None
-        hourly, what = server_usd_per_hour(profile, book)
+        hourly = profile.usd_per_hour(book)
         usd = server_usd_per_million(hourly, result.throughput) / 1e6
-        basis = f"{what} at ${hourly:g}/h serving the measured {result.throughput:.4g} req/s"
-        return CostEstimate(usd, str(platform), basis, book.as_of)
+        basis = (f"{profile.basis()} at ${hourly:g}/h serving the measured "
+                 f"{result.throughput:.4g} req/s")
+        return CostEstimate(usd, profile.platform, basis, book.as_of)
     return None

@@ -86,6 +86,11 @@ class PriceBook:
                         float(row["memory_gib"]), str(row.get("arch", "x86_64")),
                         row.get("gpu"))
 
+    def instance_types(self, family: Literal["ec2", "sagemaker"]) -> tuple[str, ...]:
+        """The instance types the book prices for ``family`` (empty when it has none)."""
+        table = self.data.get(family)
+        return tuple(sorted(table)) if isinstance(table, Mapping) else ()
+
     def fargate_usd_per_hour(self, vcpu: float, memory_gb: float, arch: Arch = "x86_64") -> float:
         return (vcpu * float(self._get("fargate", "usd_per_vcpu_hour", arch))
                 + memory_gb * float(self._get("fargate", "usd_per_gb_hour", arch)))

@@ -69,6 +69,46 @@ def test_cost_errors_are_clear(capsys: pytest.CaptureFixture[str]) -> None:
         assert message in capsys.readouterr().err
 
 
+def test_cost_of_sagemaker_is_sagemakers_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    """A plain instance name on SageMaker is priced as its ml. twin when the price book has
+    one (it was priced at EC2's rate: $0.085/h for c5.large instead of $0.102/h)."""
+    for instance in ("ml.c5.large", "c5.large"):
+        assert main(["cost", "--platform", "sagemaker", "--instance", instance,
+                     "--throughput", "34", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["usd_per_million"] == pytest.approx(0.102 / 3600 / 34 * 1e6)
+        assert out["basis"].startswith("ml.c5.large at $0.102/h")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--platform", "sagemaker", "--instance", "t2.micro"],
+     "SageMaker instance types are ml.*: 't2.micro' is not one"),
+    (["--platform", "ec2", "--instance", "ml.c5.large"],
+     "ml.c5.large is a SageMaker instance type"),
+    (["--platform", "fargate", "--vcpu", "0.25", "--memory-gb", "4"],
+     "Fargate offers 0.25 vCPU with 0.5, 1 or 2 GB, not 4 GB"),
+    (["--platform", "fargate", "--vcpu", "3", "--memory-gb", "6"], "not 3"),
+])
+def test_cost_refuses_what_a_platform_does_not_offer(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["cost", *args, "--throughput", "10"])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_breakeven_against_a_sagemaker_instance(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["breakeven", "--lambda-memory-mb", "1024", "--duration-ms", "18386",
+                 "--platform", "sagemaker", "--instance", "c5.large", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["instance"] == "ml.c5.large"
+    assert out["server_usd_per_day"] == pytest.approx(0.102 * 24)
+    with pytest.raises(SystemExit):
+        main(["breakeven", "--lambda-memory-mb", "1024", "--duration-ms", "1",
+              "--instance", "ml.c5.large"])
+    assert "SageMaker instance type" in capsys.readouterr().err
+
+
 def test_history_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pytest_servebench.history import History, make_entry, new_run
 

@@ -110,3 +110,38 @@ def test_price_result_for_servers_uses_measured_throughput() -> None:
     assert est is not None and r.throughput == pytest.approx(100 / 1.0)
     assert est.usd_per_million == pytest.approx(0.085 / 3600 / r.throughput * 1e6)
     assert "c5.large" in est.basis
+
+
+def test_price_result_prices_each_server_platform_at_its_own_rate() -> None:
+    r = summarize(_recording([None] * 100), target="srv",
+                  target_profile={"platform": "sagemaker", "instance_type": "ml.c5.large"},
+                  workload={})
+    est = price_result(r, BOOK)
+    assert est is not None and est.platform == "sagemaker"
+    assert est.usd_per_million == pytest.approx(0.102 / 3600 / r.throughput * 1e6)
+    # A plain name on SageMaker is its ml. twin, never EC2's rate (the bug: $0.085/h).
+    plain = summarize(_recording([None] * 100), target="srv",
+                      target_profile={"platform": "sagemaker", "instance_type": "c5.large"},
+                      workload={})
+    priced = price_result(plain, BOOK)
+    assert priced is not None and priced.usd_per_request == est.usd_per_request
+    assert priced.basis.startswith("ml.c5.large at $0.102/h")
+    fargate = summarize(_recording([None] * 100), target="task",
+                        target_profile={"platform": "fargate", "vcpu": 0.5, "memory_gb": 1},
+                        workload={})
+    task = price_result(fargate, BOOK)
+    assert task is not None and task.basis.startswith("0.5 vCPU / 1 GB x86_64 at $")
+
+
+def test_price_result_refuses_a_profile_its_platform_does_not_offer() -> None:
+    from pytest_servebench.platforms import PlatformError
+
+    for profile in ({"platform": "ec2", "instance_type": "ml.c5.large"},
+                    {"platform": "fargate", "vcpu": 0.25, "memory_gb": 8},
+                    {"platform": "lambda", "memory_mb": 64}):
+        r = summarize(_recording([0.1] * 10), target="x", target_profile=profile, workload={})
+        with pytest.raises(PlatformError):
+            price_result(r, BOOK)
+    http = summarize(_recording([None] * 10), target="x",
+                     target_profile={"kind": "http", "url": "http://127.0.0.1:9/"}, workload={})
+    assert price_result(http, BOOK) is None

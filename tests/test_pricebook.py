@@ -45,3 +45,12 @@ def test_missing_prices_name_what_is_missing(tmp_path: Path) -> None:
         book.instance("c5.large")
     with pytest.raises(PriceBookError, match="does not exist"):
         load_price_book(tmp_path / "nope.json")
+
+
+def test_instance_types_per_family(tmp_path: Path) -> None:
+    book = load_price_book()
+    assert "c5.large" in book.instance_types("ec2")
+    assert all(name.startswith("ml.") for name in book.instance_types("sagemaker"))
+    p = tmp_path / "book.json"
+    p.write_text(json.dumps({"schema_version": 1, "as_of": "2026-01-01", "sources": {}}))
+    assert load_price_book(p).instance_types("sagemaker") == ()
