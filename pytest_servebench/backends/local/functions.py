@@ -11,13 +11,13 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ...functions.rie import find_rie
 from ...functions.sandbox import SandboxSpec, keep_recent
+from ...waiting import wait_for_async
 from .processes import StartError, free_port, kill_group, make_workdir, release_port, spawn
 from .shaping import Cgroup, Shape, Shaper
 
@@ -75,23 +75,24 @@ class ProcessSandbox:
         self._connecting = loop.create_task(connect())
 
     async def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                if self.proc.poll() is None:  # our emulator answers, not someone else
-                    return
-            except OSError:
-                pass
+        async def answers() -> bool:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.close()
+            return self.proc.poll() is None  # our emulator answers, not someone else
+
+        def exited() -> str | None:
+            if self.proc.poll() is None:
+                return None
+            return f"the emulator exited with status {self.proc.returncode}"
+
+        async def last_words() -> str:
             if self.proc.poll() is not None:
-                await self._drain_log(1.0)  # its last words say why
-                raise StartError(f"sandbox {self.spec.sandbox_id}: the emulator exited with "
-                                 f"status {self.proc.returncode}\n" + "\n".join(self._recent[-40:]))
-            if time.monotonic() > deadline:
-                raise StartError(f"sandbox {self.spec.sandbox_id}: not ready after "
-                                 f"{timeout_s:g}s\n" + "\n".join(self._recent[-40:]))
-            await asyncio.sleep(0.002)
+                await self._drain_log(1.0)  # a dead emulator's last lines say why
+            return "\n".join(self._recent[-40:])
+
+        await wait_for_async(answers, timeout_s=timeout_s, interval_s=0.002,
+                             what=f"sandbox {self.spec.sandbox_id}", retry_on=(OSError,),
+                             dead=exited, logs=last_words)
 
     async def _drain_log(self, timeout_s: float) -> None:
         """Wait (bounded) until the log pipe has reached its end, every line delivered."""
@@ -172,7 +173,8 @@ def _uploaded_code(task_root: str, env: dict[str, str], python: str) -> list[str
 
     spec = importlib.util.find_spec("targets.bootstrap")
     if spec is None or spec.origin is None:
-        raise StartError("the platform's runtime (targets.bootstrap) is not installed")
+        raise StartError("the sandbox", "the platform's runtime (targets.bootstrap) is not "
+                         "installed")
     env["LAMBDA_TASK_ROOT"] = task_root
     env["PYTHONPATH"] = os.pathsep.join(p for p in (task_root, env.get("PYTHONPATH")) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"

@@ -20,20 +20,22 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from ...waiting import NotReady, wait_for
+
 RUN_ID = uuid.uuid4().hex[:12]  # this process's runs; children of nested runs get their own
 OWNER_PROCESS_ENV = "SERVEBENCH_OWNER_PROCESS"  # the process_token of the process that spawned
 _PR_SET_PDEATHSIG = 1
 
 
-class StartError(RuntimeError):
-    """A process did not become ready; the message carries the tail of its log."""
+# A process did not become ready; the message carries the tail of its log. Its timeout is a
+# ``ReadinessTimeout``, a subclass.
+StartError = NotReady
 
 
 _PORTS_HANDED_OUT: set[int] = set()
@@ -242,22 +244,16 @@ def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str,
                interval_s: float = 0.01,
                retry_on: tuple[type[BaseException], ...] = (OSError,)) -> float:
     """Poll ``check`` until it is true; return the seconds waited. Fails with the log attached
-    when ``timeout_s`` passes or ``proc`` exits first."""
-    started = time.perf_counter()
-    deadline = started + timeout_s
-    while True:
-        try:
-            if check():
-                return time.perf_counter() - started
-        except retry_on:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise StartError(f"{what}: the process exited with status {proc.returncode}\n"
-                             + (log_tail(log) if log else ""))
-        if time.perf_counter() >= deadline:
-            raise StartError(f"{what}: not ready after {timeout_s:g}s\n"
-                             + (log_tail(log) if log else ""))
-        time.sleep(interval_s)
+    when ``timeout_s`` passes or ``proc`` exits first (``waiting.wait_for`` for a process)."""
+
+    def exited() -> str | None:
+        if proc is None or proc.poll() is None:
+            return None
+        return f"the process exited with status {proc.returncode}"
+
+    return wait_for(check, timeout_s=timeout_s, what=what, interval_s=interval_s,
+                    retry_on=retry_on, dead=exited,
+                    logs=(lambda: log_tail(log)) if log is not None else None)
 
 
 def port_open(host: str, port: int) -> bool:

@@ -4,49 +4,28 @@ Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB; F
 EC2 instances have fixed vCPU and memory. Here a shape becomes a cgroup: a CFS quota for the CPU
 share and a memory limit (the kernel kills the sandbox past it, as Lambda does). Where cgroups
 cannot be written (no root, a read-only mount) nothing is shaped and ``describe()`` says so: a
-result never claims a shape it did not have.
+result never claims a shape it did not have. The shapes themselves are the platforms'
+(``platforms.Shape``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...platforms import LAMBDA_MB_PER_VCPU, LAMBDA_MEMORY_MB, Shape
+from ...waiting import ReadinessTimeout, wait_for
 from .processes import owner_gone, process_token
 
-LAMBDA_MB_PER_VCPU = 1769
-LAMBDA_MEMORY_MB = (128, 10240)
 # A short CFS period spreads a fractional share over each request (a 0.5 vCPU function runs a
 # 12 ms inference in about 24 ms) instead of letting a request burst through a 100 ms budget at
 # full speed; 20 ms keeps the smallest share (128 MB, 0.07 vCPU) above the kernel's 1 ms quota.
 CFS_PERIOD_US = 20_000
 CGROUP_ROOT = Path(os.environ.get("SERVEBENCH_CGROUP_ROOT", "/sys/fs/cgroup"))
-
-
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """vCPU (may be fractional) and memory in MB."""
-
-    vcpu: float
-    memory_mb: int
-
-    @classmethod
-    def for_lambda(cls, memory_mb: int) -> Shape:
-        lo, hi = LAMBDA_MEMORY_MB
-        if not lo <= memory_mb <= hi:
-            raise ValueError(f"Lambda memory is {lo}..{hi} MB, not {memory_mb}")
-        return cls(vcpu=min(6.0, memory_mb / LAMBDA_MB_PER_VCPU), memory_mb=memory_mb)
-
-    def threads(self, cores: int | None = None) -> int:
-        """Inference threads that fit the shape on this machine."""
-        cores = cores or len(os.sched_getaffinity(0))
-        return max(1, min(cores, math.ceil(self.vcpu - 1e-9)))
 
 
 class Cgroup:
@@ -82,16 +61,11 @@ class Cgroup:
                    for line in events.splitlines())
 
     def remove(self, *, timeout_s: float = 5.0) -> None:
-        """Remove the group once its processes are gone (bounded wait)."""
+        """Remove the group once its processes are gone (bounded wait: a group still busy
+        then is left to the next run's sweep)."""
         deadline = time.monotonic() + timeout_s
         for d in self.dirs.values():
-            while d.exists():
-                try:
-                    d.rmdir()
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.02)
+            _remove_when_empty(d, timeout_s=deadline - time.monotonic())
 
 
 class Shaper:
@@ -232,14 +206,28 @@ def sweep(root: Path = CGROUP_ROOT, *, timeout_s: float = 2.0) -> int:
     removed = 0
     for d in dead:
         for group in [*sorted(d.glob("servebench-*"), reverse=True), d]:
-            while group.exists():
-                try:
-                    group.rmdir()
-                    removed += 1
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break  # still busy: the next sweep takes it
-                    time.sleep(0.02)
+            # still busy at the deadline: the next sweep takes it
+            removed += _remove_when_empty(group, timeout_s=deadline - time.monotonic())
+    return removed
+
+
+def _remove_when_empty(group: Path, *, timeout_s: float) -> bool:
+    """Remove a cgroup directory, retrying while its last processes exit; whether it went
+    (False: still busy after ``timeout_s``, or already gone)."""
+    removed = False
+
+    def rmdir() -> bool:
+        nonlocal removed
+        try:
+            group.rmdir()
+        except FileNotFoundError:
+            return True
+        removed = True
+        return True
+
+    with contextlib.suppress(ReadinessTimeout):
+        wait_for(rmdir, timeout_s=max(0.0, timeout_s), interval_s=0.02, retry_on=(OSError,),
+                 what=f"cgroup {group.name}")
     return removed
 
 
@@ -251,3 +239,7 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+__all__ = ["CFS_PERIOD_US", "CGROUP_ROOT", "LAMBDA_MB_PER_VCPU", "LAMBDA_MEMORY_MB", "Cgroup",
+           "Shape", "Shaper", "sweep"]

@@ -20,10 +20,10 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...waiting import ReadinessTimeout, wait_for
 from . import shaping
 from .processes import OWNER_PROCESS_ENV, owner_gone, servebench_processes, start_ticks
 
@@ -60,10 +60,10 @@ def kill_orphans(*, timeout_s: float = 2.0) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(
-            start_ticks(pid) == doomed[pid] and not _zombie(pid) for pid in killed):
-        time.sleep(0.02)
+    with contextlib.suppress(ReadinessTimeout):  # one still dying is the next sweep's
+        wait_for(lambda: not any(start_ticks(pid) == doomed[pid] and not _zombie(pid)
+                                 for pid in killed),
+                 timeout_s=timeout_s, interval_s=0.02, what="killed orphans")
     return len(killed)
 
 
