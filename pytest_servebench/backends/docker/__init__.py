@@ -11,35 +11,55 @@ container of the target's image, limited like the cloud shape it stands for.
 - Every container carries the run's labels; ``close()`` removes them, a reaper process removes
   them if the run dies first, and each new backend sweeps leftovers of dead runs.
 
+It is the platform backend (``local.backend.PlatformBackend``) built from container parts.
 Docker and testcontainers are imported when the backend starts, never when the plugin loads.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..local import LocalBackend
-from ..local.shaping import Shape
+from ..local.backend import PlatformBackend
+
+if TYPE_CHECKING:
+    from ...functions.sandbox import Launcher
+    from .engine import Reaper
+    from .images import TargetImage
 
 
-class DockerBackend(LocalBackend):
-    name = "docker"
+class DockerBackend(PlatformBackend):
+    """The platform backend with container parts (a construction: it overrides nothing; it
+    adds what only an engine has, ``image`` and ``containers``)."""
 
     def __init__(self, *, base_image: str | None = None) -> None:
         import os
 
         # Ryuk's image cannot be pulled without a registry; engine.Reaper does its job.
         os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        from ..base import Sandboxes
+        from ..local.processes import new_owner
+        from .containers import ContainerServers, DockerLimits, ImageModels
         from .engine import Reaper, docker_client, sweep_dead_runs
 
-        super().__init__()
         self.client = docker_client()
-        self.swept = sweep_dead_runs(self.client)
         self.base_image = base_image
-        self._images: dict[str, Any] = {}
+        self._images: dict[str, TargetImage] = {}
+        owner = new_owner()
+        images = self.image
+
+        def launcher() -> Launcher:  # made when the function platform starts, in its thread
+            from .containers import ContainerLauncher
+
+            return ContainerLauncher(images=images, run_id=owner)
+
+        super().__init__("docker", owner=owner, sandboxes=Sandboxes(launcher, launch_blocks=True),
+                         servers=ContainerServers(images=images, run_id=owner),
+                         artifacts=ImageModels(images), limits=DockerLimits(),
+                         on_close=[self._remove_containers])
+        self.swept = sweep_dead_runs(self.client)
         self._reaper: Reaper | None = Reaper(self.owner)
 
-    def image(self, target: str) -> Any:
+    def image(self, target: str) -> TargetImage:
         """``target``'s image (``images.TargetImage``), built once per key and cached."""
         if target not in self._images:
             from .images import ensure_image
@@ -48,44 +68,20 @@ class DockerBackend(LocalBackend):
                                                 client=self.client)
         return self._images[target]
 
-    def _launcher(self) -> tuple[Any, dict[str, Any]]:
-        from .containers import ContainerLauncher
-
-        images, run_id = self.image, self.owner
-        return (lambda: ContainerLauncher(images=images, run_id=run_id)), \
-            {"launch_in_executor": True}
-
-    def _describe_shape(self, shape: Shape) -> dict[str, Any]:
-        from .containers import describe_limits
-
-        return describe_limits(shape)
-
-    def _model_environment(self, target: str, model_from: str) -> dict[str, str]:
-        if model_from == "package":  # the model is in the image, as in a deployed package
-            return {"SERVEBENCH_MODEL_PATH": self.image(target).model_path}
-        return super()._model_environment(target, model_from)
-
-    def _start_server(self, target: str, *, shape: Shape, workers: int, threads: int | None,
-                      slots: int | None, environment: dict[str, str], label: str) -> Any:
-        from .containers import ServerContainer
-
-        return ServerContainer(self.image(target), run_id=self.owner, shape=shape,
-                               workers=workers, threads=threads, slots=slots,
-                               environment=environment, label=label)
-
     def containers(self) -> list[Any]:
         """This run's containers still on the engine."""
         from .engine import run_containers
 
         return run_containers(self.client, self.owner)
 
-    def close(self) -> None:
+    def _remove_containers(self) -> None:
+        """What ``close`` does after the servers and sandboxes have stopped: remove whatever
+        container of the run is left, then let the reaper go."""
         from .engine import remove_containers, run_containers
 
         try:
-            super().close()
-        finally:
             remove_containers(self.client, run_containers(self.client, self.owner))
+        finally:
             if self._reaper is not None:
                 self._reaper.close()
                 self._reaper = None

@@ -13,13 +13,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ...functions.sandbox import SandboxSpec, keep_recent
-from ..local.processes import StartError, free_port, release_port
-from ..local.shaping import CFS_PERIOD_US, Shape
+from ...platforms import Shape
+from ...waiting import wait_for, wait_for_async
+from ..local.processes import free_port, release_port
+from ..local.shaping import CFS_PERIOD_US
 from .engine import run_labels
 
 RIE_PATH = "/usr/local/bin/aws-lambda-rie"
@@ -46,6 +48,34 @@ def describe_limits(shape: Shape) -> dict[str, Any]:
     if shape.vcpu > cores:
         out["cpu_capped_at_cores"] = cores
     return out
+
+
+class DockerLimits:
+    """What a shape gets in a container: Docker always enforces its CPU quota and memory
+    limit, whatever this process may write to cgroups (the container backend's ``Limits``)."""
+
+    can_shape = True
+    reason = (f"docker: --cpu-quota over {CFS_PERIOD_US} us and --memory per container, "
+              "no swap")
+
+    def describe(self, shape: Shape) -> dict[str, Any]:
+        return describe_limits(shape)
+
+
+class ImageModels:
+    """Models inside the targets' images, as in a deployed package (the container backend's
+    ``ArtifactSource``); a model for the object store is the one built here."""
+
+    def __init__(self, images: Callable[[str], Any]) -> None:
+        self.images = images  # target name -> images.TargetImage (built or cached)
+
+    def packaged(self, target: str) -> dict[str, str]:
+        return {"SERVEBENCH_MODEL_PATH": self.images(target).model_path}
+
+    def artifact(self, target: str) -> Any:
+        from ..local.artifacts import built_artifact
+
+        return built_artifact(target)
 
 
 def _cgroup_files(container_id: str, v1: str, v2: str) -> list[Path]:
@@ -136,21 +166,16 @@ class ContainerSandbox:
         self._reader.start()
 
     async def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._exited.is_set():
-                raise StartError(f"sandbox {self.spec.sandbox_id}: the container exited\n"
-                                 + "\n".join(self._recent[-40:]))
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise StartError(f"sandbox {self.spec.sandbox_id}: not ready after "
-                                 f"{timeout_s:g}s\n" + "\n".join(self._recent[-40:]))
-            await asyncio.sleep(0.002)
+        async def answers() -> bool:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            writer.close()
+            return not self._exited.is_set()  # host networking: the port could be another's
+
+        await wait_for_async(
+            answers, timeout_s=timeout_s, interval_s=0.002,
+            what=f"sandbox {self.spec.sandbox_id}", retry_on=(OSError,),
+            dead=lambda: "the container exited" if self._exited.is_set() else None,
+            logs=lambda: "\n".join(self._recent[-40:]))
 
     def alive(self) -> bool:
         return not self._exited.is_set()
@@ -235,32 +260,35 @@ class ServerContainer:
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
                    "--log-level", "warning", "--no-access-log"]
         labels = {**run_labels(run_id), "servebench.server": label}
+        self.name = f"servebench-{label}-{self.port}"
         t0 = time.perf_counter()
         try:
             self.box = start_container(image.tag, command, environment=env, shape=shape,
-                                       labels=labels, name=f"servebench-{label}-{self.port}")
+                                       labels=labels, name=self.name)
         except BaseException:
             release_port(self.port)
             raise
         try:
-            self._wait_healthy(t0 + start_timeout_s)
+            self._wait_healthy(start_timeout_s - (time.perf_counter() - t0))
         except BaseException:
             self.stop()
             raise
         self.ready_s = time.perf_counter() - t0
 
-    def _wait_healthy(self, deadline: float) -> None:
+    def _wait_healthy(self, timeout_s: float) -> None:
         health = f"http://127.0.0.1:{self.port}/health"
         container = self.box.get_wrapped_container()
-        while not _health(health):
+
+        def exited() -> str | None:
             container.reload()
-            if container.status not in ("created", "running"):
-                raise StartError(f"server container exited ({container.status})\n"
-                                 + container.logs(tail=40).decode("utf-8", "replace"))
-            if time.perf_counter() > deadline:
-                raise StartError("server container not healthy in time\n"
-                                 + container.logs(tail=40).decode("utf-8", "replace"))
-            time.sleep(0.05)
+            if container.status in ("created", "running"):
+                return None
+            return f"the container exited ({container.status})"
+
+        wait_for(lambda: _health(health), timeout_s=max(0.0, timeout_s), interval_s=0.05,
+                 what=f"server container {self.name}",
+                 dead=exited,
+                 logs=lambda: container.logs(tail=40).decode("utf-8", "replace"))
 
     @property
     def url(self) -> str:
@@ -270,3 +298,17 @@ class ServerContainer:
         with contextlib.suppress(Exception):
             self.box.stop()
         release_port(self.port)
+
+
+class ContainerServers:
+    """Starts servers as containers of the target's image (the container backend's
+    ``ServerLauncher``)."""
+
+    def __init__(self, *, images: Callable[[str], Any], run_id: str) -> None:
+        self.images, self.run_id = images, run_id
+
+    def start(self, target: str, *, shape: Shape, workers: int, threads: int | None,
+              slots: int | None, environment: Mapping[str, str], label: str) -> ServerContainer:
+        return ServerContainer(self.images(target), run_id=self.run_id, shape=shape,
+                               workers=workers, threads=threads, slots=slots,
+                               environment=dict(environment), label=label)

@@ -11,11 +11,11 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ...target import Client
+from ..base import ServerTarget
 from .processes import (
     StartError,
     free_port,
@@ -26,23 +26,6 @@ from .processes import (
     wait_until,
 )
 from .shaping import Cgroup, Shape, Shaper
-
-
-@dataclass(frozen=True)
-class ServerTarget:
-    """A running HTTP app; payloads are POSTed to ``/predict``."""
-
-    url: str
-    name: str
-    profile: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "server", "url": self.url, **self.profile}
-
-    def client(self, *, concurrency_hint: int) -> Client:
-        from ...http_client import HttpClient
-
-        return HttpClient(self.url)
 
 
 def _health(url: str) -> bool:
@@ -58,7 +41,7 @@ class ServerProcess:
 
     def __init__(self, target: str, *, owner: str, shape: Shape | None, shaper: Shaper,
                  workers: int = 1, threads: int | None = None, slots: int | None = None,
-                 environment: dict[str, str] | None = None, start_timeout_s: float = 120.0,
+                 environment: Mapping[str, str] | None = None, start_timeout_s: float = 120.0,
                  label: str = "server") -> None:
         self.target = target
         self.port = free_port()
@@ -113,4 +96,18 @@ class ServerProcess:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-__all__ = ["ServerProcess", "ServerTarget", "StartError"]
+class ProcessServers:
+    """Starts servers as ``servebench serve`` processes, shaped with ``shaper``'s cgroups
+    (the local backend's ``ServerLauncher``)."""
+
+    def __init__(self, *, owner: str, shaper: Shaper) -> None:
+        self.owner, self.shaper = owner, shaper
+
+    def start(self, target: str, *, shape: Shape, workers: int, threads: int | None,
+              slots: int | None, environment: Mapping[str, str], label: str) -> ServerProcess:
+        return ServerProcess(target, owner=self.owner, shape=shape, shaper=self.shaper,
+                             workers=workers, threads=threads, slots=slots,
+                             environment=environment, label=label)
+
+
+__all__ = ["ProcessServers", "ServerProcess", "ServerTarget", "StartError"]

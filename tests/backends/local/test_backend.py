@@ -109,8 +109,17 @@ def test_a_server_shaped_like_an_instance(backend: Any, image: bytes) -> None:
 
 
 def test_an_arm_instance_says_it_was_not_run_as_arm(backend: Any) -> None:
+    import os
+
     srv = backend.server("text_rf", platform="ec2", instance_type="t4g.medium")
-    assert "runs as x86_64 here" in srv.describe().get("arch_note", "runs as x86_64 here")
+    note = srv.describe().get("arch_note")
+    assert srv.describe()["arch"] == "arm64"
+    if os.uname().machine == "x86_64":  # it was run as x86_64: the profile must say so
+        assert note == ("t4g.medium is arm64; it runs as x86_64 here, shaped to its vCPU and "
+                        "memory only")
+    else:
+        assert note is None
+    backend.stop_server(srv)
 
 
 def test_a_server_that_cannot_start_fails_fast_with_its_log() -> None:
@@ -129,6 +138,13 @@ def test_unknown_platforms_and_missing_sizes_are_refused(backend: Any) -> None:
         backend.server(platform="lambda")
     with pytest.raises(ValueError, match="vcpu= and memory_gb="):
         backend.server(platform="fargate")
+    # Sizes the platforms do not offer, refused before anything starts.
+    with pytest.raises(ValueError, match=r"Fargate offers 0\.25 vCPU with 0\.5, 1 or 2 GB"):
+        backend.server(platform="fargate", vcpu=0.25, memory_gb=4)
+    with pytest.raises(ValueError, match="SageMaker instance type"):
+        backend.server(platform="ec2", instance_type="ml.c5.large")
+    with pytest.raises(ValueError, match=r"no ml\.t2\.micro"):
+        backend.server(platform="sagemaker", instance_type="t2.micro")
     with pytest.raises(ValueError, match=r"128\.\.10240"):
         backend.function(memory_mb=64)
     with pytest.raises(ValueError, match="model_from"):
