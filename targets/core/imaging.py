@@ -144,7 +144,7 @@ def load_into(img: Any, out: Any, *, name: str = "") -> tuple[int, int]:
     size = out.shape[-1]
     original: tuple[int, int] = img.size
     try:
-        if img.format in ("JPEG", "MPO"):
+        if img.format in ("JPEG", "MPO") and min(original) >= 2 * size:
             img.draft("RGB", (size, size))  # libjpeg scales by 1/2, 1/4 or 1/8, never below
         img.load()
         rgb = img
