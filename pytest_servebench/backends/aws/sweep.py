@@ -98,6 +98,20 @@ def _repositories(client: Callable[[str], Any]) -> Iterable[Leftover]:
                                         repo["repositoryArn"]), tags[TAG_RUN], _created(tags))
 
 
+def _functions(client: Callable[[str], Any]) -> Iterable[Leftover]:
+    """Lambda's own listing: the tagging API of an account lists functions too, but a Lambda
+    endpoint of its own (the local platform standing in for AWS) is seen only here."""
+    lam = client("lambda")
+    for page in lam.get_paginator("list_functions").paginate():
+        for fn in page.get("Functions", []):
+            if not fn["FunctionName"].startswith(NAME_PREFIX):
+                continue
+            tags = lam.list_tags(Resource=fn["FunctionArn"]).get("Tags", {})
+            if TAG_RUN in tags:
+                yield Leftover(Resource("function", fn["FunctionName"], fn["FunctionArn"]),
+                               tags[TAG_RUN], _created(tags))
+
+
 def find_leftovers(client: Callable[[str], Any], *, run_id: str | None = None,
                    older_than_s: float | None = None,
                    now: float | None = None) -> list[Leftover]:
@@ -105,7 +119,7 @@ def find_leftovers(client: Callable[[str], Any], *, run_id: str | None = None,
     order they can be removed."""
     now = time.time() if now is None else now
     seen: dict[tuple[str, str], Leftover] = {}
-    for finder in (_tagging, _roles, _repositories):
+    for finder in (_tagging, _functions, _roles, _repositories):
         for left in finder(client):
             seen.setdefault((left.resource.kind, left.resource.name), left)
     chosen = []

@@ -33,10 +33,31 @@ def moto_server() -> Iterator[Moto]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    _load_backends(url)
     try:
-        yield Moto(f"http://{host}:{port}")
+        yield Moto(url)
     finally:
         server.stop()
+
+
+def _load_backends(url: str) -> None:
+    """Ask each service once, so moto imports its models now. The server runs in this process,
+    and a pytester test restores ``sys.modules`` when it ends: a model module first imported
+    inside one would be imported afresh later, and Lambda would look its roles up in an IAM
+    that no longer holds them ("cannot be assumed by Lambda")."""
+    import boto3
+
+    kw: dict[str, Any] = {"endpoint_url": url, "region_name": "us-east-1",
+                          "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+    boto3.client("iam", **kw).list_roles()
+    boto3.client("lambda", **kw).list_functions()
+    boto3.client("s3", **kw).list_buckets()
+    boto3.client("logs", **kw).describe_log_groups()
+    boto3.client("ecr", **kw).describe_repositories()
+    boto3.client("sts", **kw).get_caller_identity()
+    boto3.client("resourcegroupstaggingapi", **kw).get_resources()
 
 
 @pytest.fixture
