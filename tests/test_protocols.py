@@ -153,8 +153,6 @@ def test_every_backend_satisfies_the_backend_protocol(any_backend: Any) -> None:
     from pytest_servebench.backends.base import Backend, Capabilities
     from pytest_servebench.platforms import PLATFORMS
 
-    if not hasattr(any_backend, "capabilities"):  # the aws backend's owner adds it
-        pytest.xfail(f"{type(any_backend).__name__} has no capabilities() yet")
     assert not _misfits(type(any_backend), Backend), _misfits(type(any_backend), Backend)
     assert isinstance(any_backend, Backend)
     assert any_backend.name in ("local", "docker", "aws")

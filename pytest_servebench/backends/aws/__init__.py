@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...functions.client import FunctionTarget
 from ...functions.sigv4 import Credentials
+from ..base import Capabilities
 from .budget import Budget
 from .resources import Ledger, Resource, RunTags, error_code, is_gone
 
@@ -79,6 +80,16 @@ class AwsBackend:
         self._bucket: str | None = None
         self._role_created = False
         self._uploaded: set[str] = set()  # package keys in the run's bucket (content-named)
+
+    def capabilities(self) -> Capabilities:
+        """Lambda holds a function to its memory size (CPU in proportion); a stand-in endpoint
+        (the local platform, in tests) has limits of its own, unknown here."""
+        endpoint = str(self.client("lambda").meta.endpoint_url)
+        if _is_aws(endpoint):
+            return Capabilities(("lambda",), memory_limits=True, cpu_limits=True,
+                                limits="AWS Lambda: the memory size, CPU in proportion")
+        return Capabilities(("lambda",), memory_limits=False, cpu_limits=False,
+                            limits=f"{endpoint} is not AWS: its limits are its own")
 
     # -- plumbing --------------------------------------------------------------------------
     def client(self, service: str) -> Any:
