@@ -258,7 +258,9 @@ class ServerContainer:
             env["SERVEBENCH_INFERENCE_SLOTS"] = str(slots)
         command = ["python3", "-m", "uvicorn", "--factory", "targets.app:create_app",
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-                   "--log-level", "warning", "--no-access-log"]
+                   "--log-level", "warning", "--no-access-log",
+                   # request heads get a deadline too (slow clients), as under servebench serve
+                   "--http", "targets.app:BoundedHttpProtocol"]
         labels = {**run_labels(run_id), "servebench.server": label}
         self.name = f"servebench-{label}-{self.port}"
         t0 = time.perf_counter()
