@@ -27,7 +27,10 @@ def make_zip(files: dict[str, bytes | str], *, infos: list[zipfile.ZipInfo] | No
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=compression) as z:
         for name, data in files.items():
-            z.writestr(name, data)
+            # A fixed timestamp: the same files make the same zip (writestr stamps "now", and
+            # two packages built a second apart would differ in content).
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                       compress_type=compression)
         for info in infos or []:
             z.writestr(info, b"target")
     return buf.getvalue()

@@ -233,7 +233,8 @@ def test_control_plane_errors_have_lambdas_shape(platform: Any, lam: Any,
         with pytest.raises(lam.exceptions.ResourceNotFoundException):
             call()
     bad: list[dict[str, Any]] = [
-        {"Code": {"ZipFile": b"not a zip"}}, {"Handler": "app"}, {"Handler": "app."}, {"Handler": "my app.handler"},
+        {"Code": {"ZipFile": b"not a zip"}}, {"Handler": "app"}, {"Handler": "app."},
+        {"Handler": "my app.handler"},
         {"Runtime": "nodejs20.x"}, {"Runtime": "python2.7"}, {"MemorySize": 20000},
         {"Timeout": 901}, {"Architectures": ["mips"]}, {"Role": "not-a-role"},
         {"Layers": ["arn:aws:lambda:us-east-1:000000000000:layer:x:1"]},
