@@ -271,7 +271,10 @@ def _garbage(path: Path) -> None:
 
 
 def _json(text: str) -> Callable[[Path], None]:
-    return lambda path: path.write_text(text)
+    def write(path: Path) -> None:
+        path.write_text(text)
+
+    return write
 
 
 def _directory(path: Path) -> None:

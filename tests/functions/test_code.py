@@ -7,6 +7,7 @@ import os
 import stat
 import struct
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from pytest_servebench.functions.code import (
 )
 
 
-def make_zip(files: dict[str, bytes | str], *, infos: list[zipfile.ZipInfo] | None = None,
+def make_zip(files: Mapping[str, bytes | str], *, infos: list[zipfile.ZipInfo] | None = None,
              compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=compression) as z:

@@ -224,12 +224,14 @@ def test_control_plane_errors_have_lambdas_shape(platform: Any, lam: Any,
     before = sorted(os.listdir(store_root(platform) or tempfile.gettempdir()))
     with pytest.raises(lam.exceptions.ResourceConflictException, match="already exist"):
         create(lam, "cp-errors", package("e"))
-    for call in (lambda: lam.get_function(FunctionName="cp-none"),
+    calls: tuple[Callable[[], Any], ...] = (
+                 lambda: lam.get_function(FunctionName="cp-none"),
                  lambda: lam.delete_function(FunctionName="cp-none"),
                  lambda: lam.update_function_code(FunctionName="cp-none", ZipFile=b"PK"),
                  lambda: lam.publish_version(FunctionName="cp-none"),
                  lambda: lam.list_tags(Resource="arn:aws:lambda:us-east-1:000000000000:"
-                                                "function:cp-none")):
+                                                "function:cp-none"))
+    for call in calls:
         with pytest.raises(lam.exceptions.ResourceNotFoundException):
             call()
     bad: list[dict[str, Any]] = [

@@ -240,7 +240,7 @@ def test_a_launch_cancelled_midway_is_stopped_when_it_lands() -> None:
     launcher = _SlowLauncher()
 
     async def main() -> None:
-        platform = FunctionPlatform(launcher, launch_in_executor=True)  # type: ignore[arg-type]
+        platform = FunctionPlatform(launcher, launch_in_executor=True)
         fn = await platform.deploy(FunctionConfig("slow"))
         task = asyncio.create_task(fn.invoke(b"{}"))
         await asyncio.sleep(0.1)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-torch = pytest.importorskip("torch", reason="models are defined in torch (the [build] extra)")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = pytest.importorskip("torch",
+                                reason="models are defined in torch (the [build] extra)")
 
-from targets.models.albert import AlbertClassifier  # noqa: E402
-from targets.models.mobilenet_v2 import MobileNetV2  # noqa: E402
-from targets.models.resnet import ResNet50  # noqa: E402
-from targets.models.ssd import SSDLiteMobileNetV2, SSDResNet50  # noqa: E402
+from targets.models.albert import AlbertClassifier
+from targets.models.mobilenet_v2 import MobileNetV2
+from targets.models.resnet import ResNet50
+from targets.models.ssd import SSDLiteMobileNetV2, SSDResNet50
 
 
 def _params(m: torch.nn.Module) -> int:

@@ -4,6 +4,7 @@ the build, not the first cold start)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_a_base_image_with_another_python_fails_the_build(docker_engine: Any,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The package's compiled distributions are this Python's: the build says so."""
     base = images.ensure_image("mobilenet_v2", client=docker_engine).base
-    monkeypatch.setattr(images.sys, "version_info", (3, 99, 0))
+    monkeypatch.setattr(sys, "version_info", (3, 99, 0))  # what images reads as this Python
     with pytest.raises(images.ImageError, match=r"BASE_IMAGE has Python 3\.11"):
         images.ensure_image("mobilenet_v2", base=base, client=docker_engine)
 

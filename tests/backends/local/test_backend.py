@@ -48,7 +48,8 @@ def test_a_function_reports_cold_then_warm_with_the_phases(backend: Any, image: 
     # The phases the handler measured fit inside the platform's Init Duration.
     assert phases["import_s"] + phases["model_load_s"] < cold.init_duration_s
     warm = [r.reply for r in result.records if r.reply.cold_start is False]
-    assert all(w.billed_duration_s and w.billed_duration_s >= w.duration_s for w in warm)
+    assert all(w.billed_duration_s and w.duration_s is not None
+               and w.billed_duration_s >= w.duration_s for w in warm)
     assert len({w.sandbox_id for w in warm}) == 1
     profile = fn.describe()
     assert profile["platform"] == "lambda" and profile["memory_mb"] == 2048
