@@ -79,7 +79,10 @@ def _owner_alive(labels: dict[str, str]) -> bool:
 def run_containers(client: Any, run_id: str | None = None) -> list[Any]:
     """Containers (running or not) of run ``run_id``, or of every servebench run."""
     label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
-    return list(client.containers.list(all=True, filters={"label": label}))
+    # The list is inspected container by container; one removed in between (by the reaper,
+    # by a sweep) is skipped rather than raising a 404 out of the listing.
+    return list(client.containers.list(all=True, filters={"label": label},
+                                       ignore_removed=True))
 
 
 def remove_containers(client: Any, containers: list[Any]) -> int:
