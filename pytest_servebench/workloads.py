@@ -177,20 +177,15 @@ class OpenLoop:
         return f"open({self.rate:g}/s {self.arrival}, {self.duration_s:g}s)"
 
 
-# The 004 study's MMPP workloads: peak rate, request count, length in seconds (its figure 3).
-STUDY_004_WORKLOADS: dict[int, tuple[int, float]] = {40: (15000, 870.0), 120: (15000, 250.0),
-                                                      200: (18000, 190.0)}
-
-
 @dataclass(frozen=True, kw_only=True)
 class MMPP:
     """A Markov-modulated Poisson process: a hidden state switches after exponential dwell times
     (mean ``mean_dwell_s[i]``); while in state ``i`` requests arrive as Poisson at ``rates[i]``.
     From a state the next one is drawn from ``transitions[i]`` (default: any other state, evenly).
 
-    >>> w = MMPP.study_004(peak=40, time_scale=0.05, seed=3)
-    >>> max(w.rates), round(w.duration_s, 1)
-    (40.0, 43.5)
+    >>> w = MMPP(rates=(10, 40), mean_dwell_s=(30, 10), duration="1m", seed=3)
+    >>> max(w.rates), w.duration_s, w.mean_rate
+    (40.0, 60.0, 17.5)
     """
 
     rates: Sequence[float]
@@ -227,25 +222,6 @@ class MMPP:
         object.__setattr__(self, "warmup", parse_duration_s(self.warmup))
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
-
-    @classmethod
-    def study_004(cls, *, peak: int, time_scale: float = 1.0, rate_scale: float = 1.0,
-                  seed: int = 0, **kwargs: Any) -> MMPP:
-        """The 004 study's workload-40/120/200: two states, a base rate of a quarter of the peak
-        and dwell times chosen so the mean rate matches the study's requests/length. Scale time
-        and rate down for quick runs; the shape (burst ratio, burst share) is kept."""
-        if peak not in STUDY_004_WORKLOADS:
-            raise ValueError(
-                f"the 004 study has workloads with peaks {sorted(STUDY_004_WORKLOADS)}")
-        requests, length_s = STUDY_004_WORKLOADS[peak]
-        low, high = peak / 4, float(peak)
-        mean_rate = requests / length_s
-        burst_share = (mean_rate - low) / (high - low)
-        dwell_high = 10.0
-        dwell_low = dwell_high * (1 - burst_share) / burst_share
-        return cls(rates=(low * rate_scale, high * rate_scale),
-                   mean_dwell_s=(dwell_low * time_scale, dwell_high * time_scale),
-                   duration=length_s * time_scale, seed=seed, **kwargs)
 
     @property
     def duration_s(self) -> float:

@@ -19,18 +19,18 @@ import statistics
 from typing import Any
 
 import pytest
+from study_004 import WORKLOADS, workload
 
 from pytest_servebench import MMPP, ClosedLoop, parse_duration_s
-from pytest_servebench.workloads import STUDY_004_WORKLOADS
 
 STUDY = "004"
-PEAKS = sorted(STUDY_004_WORKLOADS)
+PEAKS = sorted(WORKLOADS)
 
 
 def _workload(slo: dict[str, Any], peak: int) -> MMPP:
-    length = STUDY_004_WORKLOADS[peak][1]
-    return MMPP.study_004(peak=peak, time_scale=parse_duration_s(slo["mmpp_duration"]) / length,
-                          rate_scale=slo["mmpp_scale"], seed=peak)
+    length = WORKLOADS[peak][1]
+    return workload(peak=peak, time_scale=parse_duration_s(slo["mmpp_duration"]) / length,
+                    rate_scale=slo["mmpp_scale"], seed=peak)
 
 
 @pytest.fixture(scope="module")

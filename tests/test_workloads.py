@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import doctest
+import importlib.util
 import itertools
 import math
 import statistics
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,18 +74,39 @@ def test_mmpp_rates_follow_states() -> None:
     assert len(arrivals) / 120 == pytest.approx(80, rel=0.25)
 
 
+def _study_004() -> Any:
+    """``suites/study_004.py``: the study's workloads live with its suite, not in the library."""
+    spec = importlib.util.spec_from_file_location(
+        "study_004_under_test", Path(__file__).resolve().parents[1] / "suites" / "study_004.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize(("peak", "requests", "length_s"),
                          [(40, 15000, 870), (120, 15000, 250), (200, 18000, 190)])
 def test_study_004_workloads_match_the_paper(peak: int, requests: int, length_s: float) -> None:
-    w = MMPP.study_004(peak=peak)
+    study = _study_004()
+    w = study.workload(peak=peak)
     assert max(w.rates) == peak
     assert w.duration_s == length_s
     assert w.mean_rate * length_s == pytest.approx(requests, rel=1e-9)
-    quick = MMPP.study_004(peak=peak, time_scale=0.1, rate_scale=0.5)
+    quick = study.workload(peak=peak, time_scale=0.1, rate_scale=0.5)
     assert quick.duration_s == pytest.approx(length_s * 0.1)
     assert max(quick.rates) == peak * 0.5
     # Scaling keeps the share of time spent bursting.
     assert quick.mean_rate / max(quick.rates) == pytest.approx(w.mean_rate / max(w.rates))
+    with pytest.raises(ValueError, match="peaks"):
+        study.workload(peak=41)
+    assert doctest.testmod(study).failed == 0
+
+
+def test_the_library_knows_no_study() -> None:
+    import pytest_servebench.workloads as workloads
+
+    assert not hasattr(MMPP, "study_004")
+    assert not [name for name in vars(workloads) if "STUDY" in name.upper()]
 
 
 def test_mmpp_validates() -> None:
@@ -89,5 +114,3 @@ def test_mmpp_validates() -> None:
         MMPP(rates=(1, 2), mean_dwell_s=(1,), duration=1)
     with pytest.raises(ValueError, match="transitions"):
         MMPP(rates=(1, 2), mean_dwell_s=(1, 1), duration=1, transitions=[[0.5, 0.5], [1, 0]])
-    with pytest.raises(ValueError, match="peaks"):
-        MMPP.study_004(peak=41)
