@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .deployments import servebench_deploy  # noqa: F401 - a fixture: found by being here
 from .options import BUILTIN_TARGETS
 
 if TYPE_CHECKING:
