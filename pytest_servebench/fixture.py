@@ -13,6 +13,7 @@ from .workloads import AnyWorkload, parse_duration_s
 
 if TYPE_CHECKING:
     from .cost import CostEstimate
+    from .records import Recording
 
 PayloadLike = Payload | bytes | str | Mapping[str, Any] | list[Any] | None
 
@@ -23,9 +24,11 @@ class NoTargetError(RuntimeError):
 
 class RunGuard(Protocol):
     """Admits a run before it is sent (raising to refuse it) and is told what it cost: the
-    aws backend's budget guard."""
+    aws backend's budget guard. ``admit`` may return a recording to use instead of sending
+    anything (a plan: ``servebench aws plan``)."""
 
-    def admit(self, target: Target, workload: AnyWorkload, *, time_limit_s: float) -> None: ...
+    def admit(self, target: Target, workload: AnyWorkload, *,
+              time_limit_s: float) -> Recording | None: ...
 
     def charge(self, result: Result) -> None: ...
 
@@ -77,15 +80,19 @@ class Servebench:
         s = self.settings
         timeout_s = parse_duration_s(timeout) if timeout is not None else s.timeout_s
         limit_s = parse_duration_s(time_limit) if time_limit is not None else s.time_limit_s
+        stand_in = None
         if self._guard is not None:  # refuses (raises) before anything is sent
-            self._guard.admit(tgt, workload, time_limit_s=limit_s)
-        from .xdist import LOCK_MARGIN_S, machine_lock
+            stand_in = self._guard.admit(tgt, workload, time_limit_s=limit_s)
+        if stand_in is not None:  # a plan: nothing is sent, the guard says what it assumed
+            recording = stand_in
+        else:
+            from .xdist import LOCK_MARGIN_S, machine_lock
 
-        # One measurement at a time on this machine (xdist workers, other sessions); the
-        # wait is bounded by this run's own bounds plus a margin.
-        with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
-            recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
-                                               time_limit_s=limit_s))
+            # One measurement at a time on this machine (xdist workers, other sessions); the
+            # wait is bounded by this run's own bounds plus a margin.
+            with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
+                recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
+                                                   time_limit_s=limit_s))
         result = summarize(
             recording, target=tgt.name, target_profile=tgt.describe(),
             workload={"str": str(workload), **workload.describe()},

@@ -94,6 +94,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--servebench-aws-role-arn", default=None, metavar="ARN",
                     help="aws backend: the functions' execution role (default: one made for "
                          "the run, logs only, removed at the end)")
+    group.addoption("--servebench-aws-plan", action="store_true",
+                    help="aws backend: deploy and send nothing; estimate what each test's runs "
+                         "would cost (servebench aws plan)")
     group.addoption("--servebench-aws-budget-usd", type=float, default=1.0, metavar="USD",
                     help="aws backend: refuse any run whose estimated cost would take the "
                          "session past this many dollars (default 1.00)")
@@ -126,6 +129,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (container backend)")
     config.addinivalue_line("markers", "aws: needs real AWS: runs only with "
                                        "--servebench-backend=aws, skips otherwise")
+    if config.getoption("servebench_aws_plan"):  # stand-ins are not measurements
+        config.option.servebench_no_save = True
+        config.option.servebench_compare = None
     config.stash[SESSION_KEY] = _new_session(config)
     _settings(config)  # a bad setting is a usage error before anything is deployed
     from .options import check_options
@@ -231,7 +237,8 @@ def _new_backend(config: pytest.Config) -> Any:
                               profile=config.getoption("servebench_aws_profile"),
                               role_arn=config.getoption("servebench_aws_role_arn"),
                               budget=Budget(config.getoption("servebench_aws_budget_usd")),
-                              price_book=_price_book(config))
+                              price_book=_price_book(config),
+                              plan=config.getoption("servebench_aws_plan"))
         except (AwsBackendError, ValueError) as exc:
             raise pytest.UsageError(f"--servebench-backend=aws: {exc}") from exc
         except Exception as exc:  # botocore's ProfileNotFound, NoRegionError...
@@ -486,7 +493,29 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     node.config.stash[SESSION_KEY].add_worker_output(output.get("servebench_entries", []))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if (item.config.getoption("servebench_aws_plan") and report.when == "call"
+            and not report.skipped):
+        # A plan hands the test stand-ins, not measurements: what it asserts means nothing,
+        # passed or failed.
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0,
+                           "planned (the test's checks do not apply to a plan's stand-ins)")
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    backend = config.stash.get(BACKEND_KEY, None)
+    if config.getoption("servebench_aws_plan") and backend is not None:
+        from .backends.aws.plan import plan_lines
+
+        terminalreporter.write_sep("=", "servebench aws plan (nothing was deployed or sent)")
+        for text in plan_lines(backend.planned, budget_usd=backend.budget.limit_usd):
+            terminalreporter.write_line(text)
+        return  # the session's table would show the stand-ins as if measured
     if SESSION_KEY not in config.stash:
         return
     for line in config.stash[SESSION_KEY].summary():

@@ -29,6 +29,7 @@ from .resources import Ledger, Resource, RunTags, error_code, is_gone
 
 if TYPE_CHECKING:
     from ...pricebook import PriceBook
+    from ...records import Recording
 
 log = logging.getLogger("servebench.aws")
 
@@ -56,12 +57,15 @@ class AwsBackend:
     def __init__(self, *, region: str | None = None, profile: str | None = None,
                  role_arn: str | None = None, tags: RunTags | None = None,
                  session: Any = None, budget: Budget | None = None,
-                 price_book: PriceBook | None = None) -> None:
+                 price_book: PriceBook | None = None, plan: bool = False) -> None:
         import boto3
         from botocore.config import Config
 
-        self.session = session or boto3.Session(profile_name=profile,
-                                                region_name=region or default_region())
+        self.plan = plan  # estimate only: nothing is deployed, nothing is sent
+        self.planned: list[PlannedRun] = []
+        self.session = session or boto3.Session(
+            profile_name=profile,
+            region_name=region or default_region() or ("us-east-1" if plan else None))
         if not self.session.region_name:
             raise AwsBackendError("no AWS region: set --servebench-aws-region, AWS_REGION or "
                                   "a profile's region")
@@ -175,6 +179,18 @@ class AwsBackend:
         fname = self.tags.name(label)
         if fname in self._functions:
             return self._functions[fname]
+        if self.plan:  # what would be deployed, without deploying it
+            planned = FunctionTarget(
+                f"https://lambda.{self.region}.amazonaws.com",
+                f"{fname}:1" if provisioned_concurrency > 0 else fname, name=f"lambda:{label}",
+                profile={"backend": self.name, "target": target, "memory_mb": memory_mb,
+                         "arch": arch, "parallel_init": parallel_init,
+                         "model_from": model_from, "reserved_concurrency": reserved_concurrency,
+                         "provisioned_concurrency": provisioned_concurrency,
+                         "region": self.region, "planned": True},
+                region=self.region)
+            self._functions[fname] = planned
+            return planned
         package = build_zip(target)
         if not package.fits_zip:
             raise AwsBackendError(
@@ -284,6 +300,8 @@ class AwsBackend:
         invocations are cold (how SeBS forces cold starts); returns once the update is
         ``Successful``."""
         fname, _, qualifier = function.function.partition(":")
+        if self.plan:
+            return
         if qualifier:
             raise ValueError(
                 f"{function.name} runs on provisioned concurrency ({function.function}): its "
@@ -357,26 +375,37 @@ class BudgetGuard:
     def _on_aws(profile: dict[str, Any]) -> bool:
         return profile.get("backend") == AwsBackend.name
 
-    def admit(self, target: Any, workload: Any, *, time_limit_s: float) -> None:
-        from .budget import OverBudget, estimate_workload_usd
+    def admit(self, target: Any, workload: Any, *, time_limit_s: float) -> Recording | None:
+        from .budget import (
+            DEFAULT_ASSUMED_DURATION_S,
+            OverBudget,
+            estimate_workload_usd,
+            expected_requests,
+        )
 
         profile = target.describe()
         if not self._on_aws(profile):
-            return
+            return None
         estimate = estimate_workload_usd(
             workload, memory_mb=int(profile.get("memory_mb") or 1024),
             book=self.backend.price_book(), arch=profile.get("arch") or "x86_64",
             provisioned_concurrency=int(profile.get("provisioned_concurrency") or 0),
             time_limit_s=time_limit_s)
+        if self.backend.plan:
+            n = expected_requests(workload, assumed_duration_s=DEFAULT_ASSUMED_DURATION_S)
+            self.backend.planned.append(PlannedRun(self.what, str(target.name), str(workload),
+                                                   n, estimate))
+            return _stand_in(n, DEFAULT_ASSUMED_DURATION_S)
         try:
             self.backend.budget.admit(f"{self.what} [{workload}]", estimate)
         except OverBudget as exc:
             import pytest
 
             pytest.fail(str(exc), pytrace=False)
+        return None
 
     def charge(self, result: Any) -> None:
-        if not self._on_aws(result.target_profile):
+        if not self._on_aws(result.target_profile) or self.backend.plan:
             return
         cost = result.cost
         if cost is not None:
@@ -388,6 +417,32 @@ class BudgetGuard:
                 _Counted(result.count), memory_mb=int(
                     result.target_profile.get("memory_mb") or 1024),
                 book=self.backend.price_book()), how="estimated")
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRun:
+    """One run a plan counted: the test, the target, the workload, its requests and dollars."""
+
+    test: str
+    target: str
+    workload: str
+    requests: float
+    usd: float
+
+
+def _stand_in(requests: float, duration_s: float) -> Recording:
+    """What a planned run hands the test instead of measurements: a few requests that took
+    the assumed billed duration (the test goes on; what it asserts means nothing in a plan)."""
+    from ...records import Record, Recording
+    from ...target import Reply
+
+    n = max(1, min(int(requests), 20))
+    rows = tuple(Record(i, False, i * duration_s, i * duration_s, (i + 1) * duration_s,
+                        Reply(ok=True, cold_start=False, duration_s=duration_s,
+                              billed_duration_s=duration_s))
+                 for i in range(n))
+    end = n * duration_s
+    return Recording(rows, 0.0, 0.0, end, end, 1, False)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``servebench aws ...``: the account-side commands (sweep leftovers of dead runs)."""
+"""``servebench aws ...``: the account-side commands (sweep leftovers of dead runs, plan what
+a session would cost)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,32 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     sweep.add_argument("--region", default=None)
     sweep.add_argument("--profile", default=None)
     sweep.set_defaults(func=sweep_command)
+    plan = cmds.add_parser(
+        "plan", help="what the tests would cost on AWS, deploying and sending nothing (runs "
+                     "pytest with --servebench-backend=aws --servebench-aws-plan)")
+    plan.add_argument("paths", nargs="*", default=["suites/"], help="test paths (suites/)")
+    plan.add_argument("--target", default="lambda", help="the --target to plan (lambda)")
+    plan.add_argument("--budget-usd", type=float, default=1.0,
+                      help="the budget to hold the plan against (1.00)")
+    plan.add_argument("--full", action="store_true",
+                      help="the suites' full sizes (--servebench-full)")
+    plan.set_defaults(func=plan_command)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    """The plan through pytest, in a process of its own (the tests are collected and run as
+    the user's session would run them)."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "pytest", *args.paths, "--servebench-backend=aws",
+            "--servebench-aws-plan", f"--target={args.target}", "-q", "-p", "no:randomly",
+            f"--servebench-aws-budget-usd={args.budget_usd}"]
+    if args.full:
+        argv.append("--servebench-full")
+    done = subprocess.run(argv, check=False)
+    # Every planned test is reported skipped ("planned"): pytest's 0 or 5 (none ran) are fine.
+    return 0 if done.returncode in (0, 5) else done.returncode
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -126,3 +126,38 @@ def test_no_region_is_a_usage_error(pytester: pytest.Pytester, aws_env: Moto,
     result = pytester.runpytest_subprocess("--servebench-backend=aws", "--target=lambda")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--servebench-backend=aws: no AWS region*"])
+
+
+def test_a_plan_deploys_and_sends_nothing_and_prices_every_run(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--servebench-aws-plan`` needs no credentials and no AWS: functions are described, each
+    run is estimated as the budget guard would and handed stand-ins, so the test goes on to its
+    next run (up to a check that fails on them); every test is reported planned and nothing
+    reaches the history."""
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_REGION",
+                "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing may call it
+    pytester.makepyfile("""
+from pytest_servebench import ClosedLoop
+
+def test_two_sizes(servebench, servebench_backend):
+    results = []
+    for mb in (1024, 2048):
+        fn = servebench_backend.function("mobilenet_v2", memory_mb=mb)
+        results.append(servebench.run(ClosedLoop(concurrency=4, requests=1000), payload=b"x",
+                                      target=fn))
+    # False of the stand-ins (they took the assumed second): planned, not failed.
+    assert all(r.p50.value < 0.001 for r in results)
+""")
+    result = pytester.runpytest_subprocess("--servebench-backend=aws", "--servebench-aws-plan",
+                                           f"--servebench-history={pytester.path / 'h.json'}")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(skipped=1)
+    # 1,000 requests at 1 GB and 1 s: $0.0169; at 2 GB: $0.0335; together $0.0504.
+    result.stdout.fnmatch_lines([
+        "*servebench aws plan (nothing was deployed or sent)*",
+        "test_a_plan*::test_two_sizes * 2 * 2000  $ * 0.0504",
+        "total: $0.0504 for 2 run(s) of 1 test(s): fits the budget of $1.00*",
+    ])
+    assert not (pytester.path / "h.json").exists()
