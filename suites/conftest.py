@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,28 +102,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def slo(pytestconfig: pytest.Config) -> dict[str, Any]:
     return load_slo(pytestconfig)
-
-
-def on_demand(request: pytest.FixtureRequest,
-              deploy: Callable[..., Any]) -> Callable[..., Any]:
-    """A suite's targets, deployed on first use and kept for the module: ``get(*key)`` calls
-    ``deploy(*key)`` once per key; a key starting with ``"http"`` is the running endpoint of
-    ``--target=http --servebench-url=URL`` instead."""
-    targets: dict[tuple[Any, ...], Any] = {}
-
-    def get(*key: Any) -> Any:
-        if key not in targets:
-            targets[key] = (request.getfixturevalue("servebench_target") if key[0] == "http"
-                            else deploy(*key))
-        return targets[key]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def deploy_on_demand() -> Callable[..., Any]:
-    """``on_demand`` for the suites' module-scoped ``deployed`` fixtures."""
-    return on_demand
 
 
 # Findings compare what two cases measured in the same run, on a machine that other work

@@ -13,12 +13,18 @@ arm64 machine, which this backend does not have.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pytest_servebench import ClosedLoop
+from pytest_servebench.backends.base import Backend
+from pytest_servebench.deployments import Deployments
+from pytest_servebench.target import Target
 
+# A module's targets by key (the ``deployed`` fixture).
+Deployed = Callable[[str], Target]
 STUDY = "000"
 LAMBDA = pytest.param("lambda-1024", marks=pytest.mark.study_target("lambda"), id="lambda-1024")
 C5 = pytest.param("ec2-c5.large", marks=pytest.mark.study_target("ec2"), id="ec2-c5.large")
@@ -40,19 +46,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
-             deploy_on_demand: Any) -> Any:
-    def deploy(key: str) -> Any:
-        if key == "lambda-1024":
-            return servebench_backend.function("mobilenet_v2", memory_mb=1024,
-                                               name="s000-mobilenet-1024")
-        return servebench_backend.server("mobilenet_v2", platform="ec2",
-                                         instance_type=key.split("-", 1)[1])
+def deployed(servebench_deploy: Deployments) -> Deployed:
+    """The study's targets by key (``lambda-1024``, ``ec2-<instance type>``, ``http``)."""
 
-    return deploy_on_demand(request, deploy)
+    def get(key: str) -> Target:
+        def deploy(backend: Backend) -> Target:
+            if key == "lambda-1024":
+                return backend.function("mobilenet_v2", memory_mb=1024,
+                                        name="s000-mobilenet-1024")
+            return backend.server("mobilenet_v2", platform="ec2",
+                                  instance_type=key.split("-", 1)[1])
+
+        return servebench_deploy.get(key, deploy)
+
+    return get
 
 
-def test_concurrency_sweep(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],
+def test_concurrency_sweep(servebench: Any, deployed: Deployed, findings: Any, slo: dict[str, Any],
                            image: bytes, key: str, concurrency: int) -> None:
     target = deployed(key)
     result = servebench.run(
@@ -68,7 +78,7 @@ def test_concurrency_sweep(servebench: Any, deployed: Any, findings: Any, slo: d
 
 @pytest.mark.study_target("lambda")
 def test_cold_start_costs_many_warm_calls(servebench: Any, servebench_backend: Any,
-                                          deployed: Any, findings: Any, slo: dict[str, Any],
+                                          deployed: Deployed, findings: Any, slo: dict[str, Any],
                                           image: bytes) -> None:
     fn = deployed("lambda-1024")
     colds = []

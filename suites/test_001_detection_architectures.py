@@ -18,14 +18,20 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pytest_servebench import ClosedLoop
+from pytest_servebench.backends.base import Backend
 from pytest_servebench.cost import breakeven_calls_per_day
+from pytest_servebench.deployments import Deployments
+from pytest_servebench.functions.client import FunctionTarget
 from pytest_servebench.target import Payload
 
+# A detection model's function (the ``detector`` fixture).
+Detector = Callable[[str], FunctionTarget]
 STUDY = "001"
 MODELS = ["ssdlite_mobilenet_v2", "ssd_resnet50"]
 HEAVY_MODEL = "ssd_resnet50"
@@ -35,16 +41,18 @@ LAMBDA = pytest.mark.study_target("lambda")
 
 
 @pytest.fixture(scope="module")
-def detector(servebench_backend: Any) -> Any:
-    fns: dict[str, Any] = {}
+def detector(servebench_deploy: Deployments, servebench_backend: Any) -> Detector:
+    """A detection model's function, reading photos from the backend's object store."""
 
-    def get(model: str) -> Any:
-        if model not in fns:
-            store = servebench_backend.object_store
-            fns[model] = servebench_backend.function(
-                model, memory_mb=2048, name=f"s001-{model}", timeout_s=60,
-                environment=store.environment())
-        return fns[model]
+    def get(model: str) -> FunctionTarget:
+        def deploy(backend: Backend) -> FunctionTarget:
+            store = servebench_backend.object_store  # the local backend's, not on Backend
+            return backend.function(model, memory_mb=2048, name=f"s001-{model}", timeout_s=60,
+                                    environment=store.environment())
+
+        fn = servebench_deploy.get(model, deploy)
+        assert isinstance(fn, FunctionTarget), fn  # no http keys here
+        return fn
 
     return get
 
@@ -66,7 +74,7 @@ def _s3_event(key: str) -> Payload:
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("path", ["body", "s3"])
 def test_warm_inference_by_architecture(servebench: Any, servebench_backend: Any,
-                                        detector: Any, findings: Any, slo: dict[str, Any],
+                                        detector: Detector, findings: Any, slo: dict[str, Any],
                                         photo: bytes, path: str, model: str) -> None:
     fn = detector(model)
     if path == "s3":
@@ -88,7 +96,7 @@ def test_warm_inference_by_architecture(servebench: Any, servebench_backend: Any
 
 @LAMBDA
 @pytest.mark.parametrize("model", MODELS)
-def test_cold_and_warm_billing(servebench: Any, servebench_backend: Any, detector: Any,
+def test_cold_and_warm_billing(servebench: Any, servebench_backend: Any, detector: Detector,
                                findings: Any, slo: dict[str, Any], photo: bytes,
                                model: str) -> None:
     fn = detector(model)
@@ -218,7 +226,7 @@ def test_s3_upload_triggers_a_function_that_calls_the_server(
 
 @LAMBDA
 def test_s3_upload_triggers_an_encoding_function_that_calls_an_inference_function(
-        servebench: Any, servebench_backend: Any, detector: Any, findings: Any,
+        servebench: Any, servebench_backend: Any, detector: Detector, findings: Any,
         slo: dict[str, Any], photo: bytes) -> None:
     """Architecture 6: both functions bill; the encoder waits for the inference function. The
     encoder sends the detector a 320 x 320 JPEG instead of the upload, so the inference

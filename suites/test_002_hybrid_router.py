@@ -14,12 +14,19 @@ saturation cannot show.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pytest_servebench import ClosedLoop
+from pytest_servebench.backends.base import Backend, ServerTarget
+from pytest_servebench.deployments import Deployments
+from pytest_servebench.functions.client import FunctionTarget
+from pytest_servebench.target import Target
 
+# The target serving one kind of request in one deployment (the ``deployments`` fixture).
+Deployed = Callable[[str, str], Target]
 STUDY = "002"
 DEPLOYMENTS = ["hybrid", "serverless", "server"]
 HEAVY = "ssd_resnet50"
@@ -27,29 +34,32 @@ FUNCTION_MB = 1024  # every function of the study, so the deployments compare li
 
 
 @pytest.fixture(scope="module")
-def deployments(servebench_backend: Any) -> Any:
-    made: dict[tuple[str, str], Any] = {}
+def deployments(servebench_deploy: Deployments) -> Deployed:
+    """The target that serves one kind of request in one deployment."""
 
-    def get(deployment: str, kind: str) -> Any:
-        key = (deployment, kind)
-        if key in made:
-            return made[key]
-        be = servebench_backend
-        if deployment == "server":
-            model = "text_rf" if kind == "text" else HEAVY
-            made[key] = be.server(model, platform="ec2", instance_type="c5.large")
-        elif deployment == "serverless":
-            model = "text_rf" if kind == "text" else HEAVY
-            made[key] = be.function(model, memory_mb=FUNCTION_MB, name=f"s002-{model}",
+    def get(deployment: str, kind: str) -> Target:
+        model = "text_rf" if kind == "text" else HEAVY
+
+        def server(backend: Backend) -> ServerTarget:
+            return backend.server(model, platform="ec2", instance_type="c5.large")
+
+        def function(backend: Backend) -> FunctionTarget:
+            return backend.function(model, memory_mb=FUNCTION_MB, name=f"s002-{model}",
                                     timeout_s=60)
-        else:  # the hybrid front serves both kinds; images go on to the heavy server
+
+        def front(backend: Backend) -> FunctionTarget:
+            # the hybrid front serves both kinds; images go on to the heavy server
             offload = get("server", "image")
-            front = be.function("text_rf", memory_mb=FUNCTION_MB, name="s002-router",
-                                timeout_s=60,
-                                handler="targets.router.handler",
-                                environment={"SERVEBENCH_OFFLOAD_URL": offload.url})
-            made[("hybrid", "text")] = made[("hybrid", "image")] = front
-        return made[key]
+            assert isinstance(offload, ServerTarget), offload
+            return backend.function("text_rf", memory_mb=FUNCTION_MB, name="s002-router",
+                                    timeout_s=60, handler="targets.router.handler",
+                                    environment={"SERVEBENCH_OFFLOAD_URL": offload.url})
+
+        if deployment == "server":
+            return servebench_deploy.get((deployment, kind), server)
+        if deployment == "serverless":
+            return servebench_deploy.get((deployment, kind), function)
+        return servebench_deploy.get("hybrid", front)  # one front for both kinds
 
     return get
 
@@ -67,7 +77,7 @@ def _marks(deployment: str) -> Any:
 
 @pytest.mark.parametrize("kind", ["text", "image"])
 @pytest.mark.parametrize("deployment", [pytest.param(d, marks=_marks(d)) for d in DEPLOYMENTS])
-def test_request_kind_on_deployment(servebench: Any, deployments: Any, payloads: Any,
+def test_request_kind_on_deployment(servebench: Any, deployments: Deployed, payloads: Any,
                                     findings: Any, slo: dict[str, Any], deployment: str,
                                     kind: str) -> None:
     target = deployments(deployment, kind)

@@ -14,12 +14,18 @@ starts and cost need a platform this suite deploys, and say so.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pytest_servebench import ClosedLoop
+from pytest_servebench.backends.base import Backend
+from pytest_servebench.deployments import Deployments
+from pytest_servebench.target import Target
 
+# A module's targets by key (the ``deployed`` fixture).
+Deployed = Callable[[str, tuple[int, float]], Target]
 STUDY = "003"
 CONFIGS = [(512, 0.25), (1024, 0.5), (2048, 1.0)]  # Lambda MB, Fargate vCPU (memory = 2 x vCPU GB)
 PLATFORMS = [pytest.param("lambda", marks=pytest.mark.study_target("lambda")),
@@ -51,20 +57,25 @@ def _config_id(c: tuple[int, float]) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
-             deploy_on_demand: Any) -> Any:
-    def deploy(platform: str, config: tuple[int, float]) -> Any:
-        mb, vcpu = config
-        if platform == "lambda":
-            return servebench_backend.function("mobilenet_v2", memory_mb=mb, name=f"s003-{mb}")
-        return servebench_backend.server("mobilenet_v2", platform="fargate", vcpu=vcpu,
-                                         memory_gb=2 * vcpu)
+def deployed(servebench_deploy: Deployments) -> Deployed:
+    """A platform's target of one configuration (memory MB, vCPU); ``http``: the endpoint."""
 
-    return deploy_on_demand(request, deploy)
+    def get(platform: str, config: tuple[int, float]) -> Target:
+        mb, vcpu = config
+
+        def deploy(backend: Backend) -> Target:
+            if platform == "lambda":
+                return backend.function("mobilenet_v2", memory_mb=mb, name=f"s003-{mb}")
+            return backend.server("mobilenet_v2", platform="fargate", vcpu=vcpu,
+                                  memory_gb=2 * vcpu)
+
+        return servebench_deploy.get((platform, config), deploy)
+
+    return get
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=_config_id)
-def test_cold_start(servebench: Any, servebench_backend: Any, deployed: Any, findings: Any,
+def test_cold_start(servebench: Any, servebench_backend: Any, deployed: Deployed, findings: Any,
                     slo: dict[str, Any], image: bytes, platform: str,
                     config: tuple[int, float]) -> None:
     colds: list[float] = []
@@ -105,7 +116,7 @@ def test_finding_more_cpu_starts_faster(findings: Any, platform: str) -> None:
                     + " ms" for c, vs in zip(CONFIGS, colds, strict=True) if vs is not None))
 
 
-def test_warm_latency_by_payload(servebench: Any, deployed: Any, findings: Any,
+def test_warm_latency_by_payload(servebench: Any, deployed: Deployed, findings: Any,
                                  slo: dict[str, Any], platform: str, payload_bytes: int) -> None:
     from targets.payloads import jpeg_of_size
 
@@ -129,7 +140,7 @@ def test_finding_latency_grows_with_payload(findings: Any, slo: dict[str, Any],
         f"below {findings.shown(runs[-1].p50)} at {sizes[-1]} B")
 
 
-def test_throughput_by_users(servebench: Any, deployed: Any, findings: Any,
+def test_throughput_by_users(servebench: Any, deployed: Deployed, findings: Any,
                              slo: dict[str, Any], image: bytes, platform: str,
                              users: int) -> None:
     target = deployed(platform, CONFIGS[-1])

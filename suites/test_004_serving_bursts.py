@@ -16,13 +16,19 @@ functions of their own and are deselected.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from study_004 import WORKLOADS, workload
 
 from pytest_servebench import MMPP, ClosedLoop, parse_duration_s
+from pytest_servebench.backends.base import Backend
+from pytest_servebench.deployments import Deployments
+from pytest_servebench.target import Target
 
+# A module's targets by key (the ``deployed`` fixture).
+Deployed = Callable[[str], Target]
 STUDY = "004"
 PEAKS = sorted(WORKLOADS)
 
@@ -34,19 +40,24 @@ def _workload(slo: dict[str, Any], peak: int) -> MMPP:
 
 
 @pytest.fixture(scope="module")
-def deployed(servebench_backend: Any, request: pytest.FixtureRequest,
-             deploy_on_demand: Any) -> Any:
-    def deploy(key: str) -> Any:
-        if key == "lambda":
-            return servebench_backend.function("mobilenet_v2", memory_mb=2048,
-                                               name="s004-mobilenet-2048")
-        if key == "server":
-            return servebench_backend.server("mobilenet_v2", platform="sagemaker",
-                                             instance_type="ml.c5.2xlarge")
-        runtime_target = {"onnx": "mobilenet_v2", "torch": "mobilenet_v2_torch"}[key]
-        return servebench_backend.function(runtime_target, memory_mb=2048, name=f"s004-{key}")
+def deployed(servebench_deploy: Deployments) -> Deployed:
+    """The study's targets by key: ``lambda``, ``server``, a runtime (``onnx``, ``torch``),
+    or ``http``."""
 
-    return deploy_on_demand(request, deploy)
+    def get(key: str) -> Target:
+        def deploy(backend: Backend) -> Target:
+            if key == "lambda":
+                return backend.function("mobilenet_v2", memory_mb=2048,
+                                        name="s004-mobilenet-2048")
+            if key == "server":
+                return backend.server("mobilenet_v2", platform="sagemaker",
+                                      instance_type="ml.c5.2xlarge")
+            runtime_target = {"onnx": "mobilenet_v2", "torch": "mobilenet_v2_torch"}[key]
+            return backend.function(runtime_target, memory_mb=2048, name=f"s004-{key}")
+
+        return servebench_deploy.get(key, deploy)
+
+    return get
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -61,7 +72,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.mark.parametrize("peak", PEAKS, ids=[f"workload-{p}" for p in PEAKS])
-def test_bursty_workload(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],
+def test_bursty_workload(servebench: Any, deployed: Deployed, findings: Any, slo: dict[str, Any],
                          image: bytes, key: str, peak: int) -> None:
     result = servebench.run(_workload(slo, peak), payload=image, target=deployed(key))
     findings.results[STUDY][(key, peak)] = result
@@ -88,7 +99,7 @@ def test_finding_servers_queue_at_the_peak() -> None:
 
 @pytest.mark.study_target("lambda")
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
-def test_runtime_cold_and_warm(servebench: Any, servebench_backend: Any, deployed: Any,
+def test_runtime_cold_and_warm(servebench: Any, servebench_backend: Any, deployed: Deployed,
                                findings: Any, slo: dict[str, Any], image: bytes,
                                runtime: str) -> None:
     fn = deployed(runtime)
@@ -145,7 +156,7 @@ def test_cold_start_steps(servebench: Any, servebench_backend: Any, slo: dict[st
 
 
 @pytest.mark.study_target("lambda")
-def test_batch_sizes(servebench: Any, deployed: Any, findings: Any, slo: dict[str, Any],
+def test_batch_sizes(servebench: Any, deployed: Deployed, findings: Any, slo: dict[str, Any],
                      image: bytes, batch: int) -> None:
     import base64
 
