@@ -134,3 +134,25 @@ def test_history_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     path.write_text("{bad")
     assert main(["history", "list", "--history", str(path)]) == 2
     assert "not valid JSON" in capsys.readouterr().err and path.read_text() == "{bad"
+
+
+def test_each_command_group_is_a_module_and_the_plugin_imports_none() -> None:
+    """``cli/`` holds one module per command group, each adding its own subcommands; loading the
+    plugin (every pytest run) imports none of them."""
+    import argparse
+    import importlib
+    import subprocess
+    import sys
+
+    groups = {"load": ["load"], "cost": ["cost", "breakeven"], "history": ["history"],
+              "serve": ["serve"], "lambda_": ["lambda"],
+              "build": ["build", "package", "base-image", "image"]}
+    for group, commands in groups.items():
+        module = importlib.import_module(f"pytest_servebench.cli.{group}")
+        sub = argparse.ArgumentParser().add_subparsers()
+        module.add_parser(sub)
+        assert sorted(sub.choices or ()) == sorted(commands), group
+    code = ("import sys, pytest, pytest_servebench.plugin; "
+            "print([m for m in sys.modules if m.startswith('pytest_servebench.cli')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
