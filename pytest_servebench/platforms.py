@@ -46,6 +46,13 @@ PLATFORMS = ("lambda", "ec2", "fargate", "sagemaker")
 SERVER_PLATFORMS = ("ec2", "fargate", "sagemaker")
 ARCHES: tuple[Arch, ...] = ("x86_64", "arm64")
 
+
+def machine_arch() -> Arch:
+    """This machine's architecture in Lambda's words (``x86_64`` or ``arm64``)."""
+    import platform
+
+    return "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86_64"
+
 LAMBDA_MEMORY_MB = (128, 10240)
 LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_MAX_VCPU = 6.0

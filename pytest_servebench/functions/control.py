@@ -26,7 +26,6 @@ import binascii
 import dataclasses
 import logging
 import os
-import platform as host
 import re
 import threading
 import time
@@ -127,7 +126,9 @@ def api_environment(doc: Any, current: Mapping[str, str]) -> dict[str, str]:
 
 def arch_note(architecture: str) -> str | None:
     """What a function of ``architecture`` really runs on here, when that is not it."""
-    machine = "arm64" if host.machine().lower() in ("aarch64", "arm64") else "x86_64"
+    from ..platforms import machine_arch
+
+    machine = machine_arch()
     if architecture == machine:
         return None
     return (f"the function asked for {architecture}; it runs as {machine} on this machine "

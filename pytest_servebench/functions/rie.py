@@ -9,7 +9,6 @@ the cache, ``aws-lambda-rie`` on PATH, then the fetch.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,8 +24,9 @@ class RieNotFound(RuntimeError):
 
 
 def _arch() -> str:
-    machine = platform.machine().lower()
-    return "arm64" if machine in ("aarch64", "arm64") else "x86_64"
+    from ..platforms import machine_arch
+
+    return machine_arch()
 
 
 def cache_dir() -> Path:

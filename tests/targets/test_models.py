@@ -7,31 +7,30 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    import torch
-else:
-    torch = pytest.importorskip("torch",
-                                reason="models are defined in torch (the [build] extra)")
+    import torch as torch_types
 
-from targets.models.albert import AlbertClassifier
-from targets.models.mobilenet_v2 import MobileNetV2
-from targets.models.resnet import ResNet50
-from targets.models.ssd import SSDLiteMobileNetV2, SSDResNet50
+torch = pytest.importorskip("torch", reason="models are defined in torch (the [build] extra)")
+
+from targets.models.albert import AlbertClassifier  # noqa: E402 - after the skip
+from targets.models.mobilenet_v2 import MobileNetV2  # noqa: E402 - after the skip
+from targets.models.resnet import ResNet50  # noqa: E402 - after the skip
+from targets.models.ssd import SSDLiteMobileNetV2, SSDResNet50  # noqa: E402 - after the skip
 
 
-def _params(m: torch.nn.Module) -> int:
+def _params(m: torch_types.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def _macs(m: torch.nn.Module, x: torch.Tensor) -> int:
+def _macs(m: torch_types.nn.Module, x: torch_types.Tensor) -> int:
     """Multiply-adds of the convolutions and linear layers, counted with forward hooks."""
     total = 0
 
-    def conv(mod: torch.nn.Conv2d, _inp: object, out: torch.Tensor) -> None:
+    def conv(mod: torch_types.nn.Conv2d, _inp: object, out: torch_types.Tensor) -> None:
         nonlocal total
         k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
         total += out.numel() * k
 
-    def linear(mod: torch.nn.Linear, _inp: object, out: torch.Tensor) -> None:
+    def linear(mod: torch_types.nn.Linear, _inp: object, out: torch_types.Tensor) -> None:
         nonlocal total
         total += out.numel() * mod.in_features
 

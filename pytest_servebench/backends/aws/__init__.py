@@ -243,11 +243,13 @@ class AwsBackend:
                    "region": self.region, "package_bytes": package.zipped_bytes,
                    "deploy_s": round(deploy_s, 3)}
         endpoint = str(self.client("lambda").meta.endpoint_url)
-        if arch != _machine_arch() and not _is_aws(endpoint):
+        from ...platforms import machine_arch
+
+        if arch != machine_arch() and not _is_aws(endpoint):
             # A stand-in platform (the local one, in tests) runs every function on this
             # machine: the price is arm64's, the measurement is not.
             profile["arch_note"] = (f"{arch} is priced as {arch}, but {endpoint} runs it on "
-                                    f"this {_machine_arch()} machine")
+                                    f"this {machine_arch()} machine")
         target_ = FunctionTarget(endpoint, invoke_name, name=f"lambda:{label}", profile=profile,
                                  credentials=self.credentials(), region=self.region)
         self._functions[fname] = target_
@@ -411,12 +413,13 @@ class BudgetGuard:
         if cost is not None:
             self.backend.budget.charge(self.what, cost.usd_per_request * result.count)
         else:  # no price for it: count the guess, never nothing
-            from .budget import estimate_workload_usd
+            from .budget import estimate_requests_usd
 
-            self.backend.budget.charge(self.what, estimate_workload_usd(
-                _Counted(result.count), memory_mb=int(
-                    result.target_profile.get("memory_mb") or 1024),
-                book=self.backend.price_book()), how="estimated")
+            profile = result.target_profile
+            self.backend.budget.charge(self.what, estimate_requests_usd(
+                result.count, memory_mb=int(profile.get("memory_mb") or 1024),
+                book=self.backend.price_book(), arch=profile.get("arch") or "x86_64"),
+                how="estimated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,31 +448,12 @@ def _stand_in(requests: float, duration_s: float) -> Recording:
     return Recording(rows, 0.0, 0.0, end, end, 1, False)
 
 
-@dataclass(frozen=True)
-class _Counted:
-    """A finished run as a workload of its request count (for pricing by estimate)."""
-
-    requests: int
-    kind: str = "closed"
-    warmup_requests: int = 0
-    concurrency: int = 1
-    duration_s: float | None = None
-    warmup_s: float = 0.0
-
-
 def default_region() -> str | None:
     """``AWS_REGION`` when set: boto3 reads only ``AWS_DEFAULT_REGION`` and profiles (None lets
     it), while Lambda's runtime and the other SDKs use ``AWS_REGION``."""
     import os
 
     return os.environ.get("AWS_REGION") or None
-
-
-def _machine_arch() -> str:
-    import platform
-
-    machine = platform.machine().lower()
-    return "arm64" if machine in ("arm64", "aarch64") else "x86_64"
 
 
 def _is_aws(endpoint_url: str) -> bool:

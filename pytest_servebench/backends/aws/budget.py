@@ -53,13 +53,20 @@ def estimate_workload_usd(workload: Any, *, memory_mb: int, book: PriceBook,
                           assumed_duration_s: float = DEFAULT_ASSUMED_DURATION_S) -> float:
     """The guess for one run of ``workload`` against one function."""
     n = expected_requests(workload, assumed_duration_s=assumed_duration_s)
-    gb = memory_mb / 1024
-    usd = n * (gb * assumed_duration_s * book.lambda_usd_per_gb_s(arch)
-               + book.lambda_usd_per_request())
+    usd = estimate_requests_usd(n, memory_mb=memory_mb, book=book, arch=arch,
+                                assumed_duration_s=assumed_duration_s)
     if provisioned_concurrency:
         keep, _ = book.lambda_provisioned_usd_per_gb_s(arch)
-        usd += provisioned_concurrency * gb * keep * time_limit_s
+        usd += provisioned_concurrency * (memory_mb / 1024) * keep * time_limit_s
     return usd
+
+
+def estimate_requests_usd(requests: float, *, memory_mb: int, book: PriceBook,
+                          arch: Arch = "x86_64",
+                          assumed_duration_s: float = DEFAULT_ASSUMED_DURATION_S) -> float:
+    """``requests`` invocations billed at ``assumed_duration_s`` each, plus their price."""
+    return requests * ((memory_mb / 1024) * assumed_duration_s * book.lambda_usd_per_gb_s(arch)
+                       + book.lambda_usd_per_request())
 
 
 @dataclass

@@ -51,3 +51,12 @@ def test_budget_refuses_before_sending_and_counts_what_was_spent() -> None:
     budget.admit("t::c", 0.02)  # exactly at the limit is allowed
     with pytest.raises(ValueError):
         Budget(limit_usd=-1)
+
+
+def test_a_finished_run_is_priced_by_its_request_count_as_a_workload_would_be() -> None:
+    from pytest_servebench.backends.aws.budget import estimate_requests_usd
+
+    book = load_price_book()
+    assert estimate_requests_usd(500, memory_mb=2048, book=book, arch="arm64") == pytest.approx(
+        estimate_workload_usd(ClosedLoop(concurrency=1, requests=500), memory_mb=2048,
+                              book=book, arch="arm64"))
