@@ -91,14 +91,11 @@ def check_options(config: pytest.Config, *, price_book: Any) -> None:
 def _check_aws_session(config: pytest.Config) -> None:
     """The aws backend's profile, region and credentials exist (boto3's chain), before any
     test runs: nothing is asked of AWS here, only the local configuration is read."""
-    import boto3
-
     try:
-        from .backends.aws import default_region
+        from .backends.aws import make_session
 
-        session = boto3.Session(profile_name=config.getoption("servebench_aws_profile"),
-                                region_name=config.getoption("servebench_aws_region")
-                                or default_region())
+        session = make_session(config.getoption("servebench_aws_profile"),
+                               config.getoption("servebench_aws_region"))
         credentials = session.get_credentials()
     except Exception as exc:  # botocore's ProfileNotFound and kin
         raise pytest.UsageError(f"--servebench-backend=aws: {exc}") from None

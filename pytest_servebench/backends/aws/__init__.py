@@ -58,14 +58,13 @@ class AwsBackend:
                  role_arn: str | None = None, tags: RunTags | None = None,
                  session: Any = None, budget: Budget | None = None,
                  price_book: PriceBook | None = None, plan: bool = False) -> None:
-        import boto3
         from botocore.config import Config
 
         self.plan = plan  # estimate only: nothing is deployed, nothing is sent
         self.planned: list[PlannedRun] = []
-        self.session = session or boto3.Session(
-            profile_name=profile,
-            region_name=region or default_region() or ("us-east-1" if plan else None))
+        self.session = session or make_session(profile, region)
+        if plan and not self.session.region_name:  # a plan asks nothing of AWS: any region
+            self.session = make_session(profile, "us-east-1")
         if not self.session.region_name:
             raise AwsBackendError("no AWS region: set --servebench-aws-region, AWS_REGION or "
                                   "a profile's region")
@@ -446,6 +445,15 @@ def _stand_in(requests: float, duration_s: float) -> Recording:
                  for i in range(n))
     end = n * duration_s
     return Recording(rows, 0.0, 0.0, end, end, 1, False)
+
+
+def make_session(profile: str | None = None, region: str | None = None) -> Any:
+    """A boto3 session from boto3's chain (``profile`` and ``region`` when given), its region
+    falling back to ``AWS_REGION``: the one way the plugin, the backend and the commands read
+    the user's AWS configuration."""
+    import boto3
+
+    return boto3.Session(profile_name=profile, region_name=region or default_region())
 
 
 def default_region() -> str | None:

@@ -67,11 +67,10 @@ def plan_command(args: argparse.Namespace) -> int:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    import boto3
-
+    from . import make_session
     from .sweep import find_leftovers, sweep
 
-    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    session = make_session(args.profile, args.region)
     clients: dict[str, object] = {}
 
     def client(service: str) -> object:
