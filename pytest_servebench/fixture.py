@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine import drive, run_sync
@@ -14,6 +15,7 @@ from .workloads import AnyWorkload, parse_duration_s
 if TYPE_CHECKING:
     from .cost import CostEstimate
     from .records import Recording
+    from .slo import SLO, Verdict
 
 PayloadLike = Payload | bytes | str | Mapping[str, Any] | list[Any] | None
 
@@ -31,6 +33,32 @@ class RunGuard(Protocol):
               time_limit_s: float) -> Recording | None: ...
 
     def charge(self, result: Result) -> None: ...
+
+
+@dataclass(frozen=True)
+class CheckedResult(Result):
+    """A ``Result`` the fixture handed out: it remembers the verdicts of its ``check`` calls,
+    passed or failed, so that the session's summary and history show them (a test that checks
+    its result itself, without ``@pytest.mark.slo``, is judged by those checks). A copy made
+    with ``with_cost`` shares the record."""
+
+    checks: list[Verdict] = field(default_factory=list, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, result: Result) -> CheckedResult:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(Result)})
+
+    def check(self, *slos: str | SLO, point_estimates: bool | None = None) -> list[Verdict]:
+        __tracebackhide__ = True
+        from .slo import SLOFailure
+
+        try:
+            verdicts = super().check(*slos, point_estimates=point_estimates)
+        except SLOFailure as exc:
+            self.checks.extend(exc.verdicts)
+            raise
+        self.checks.extend(verdicts)
+        return verdicts
 
 
 class Servebench:
@@ -106,6 +134,7 @@ class Servebench:
                 result = result.with_cost(estimate)
         if self._guard is not None:
             self._guard.charge(result)
+        result = CheckedResult.of(result)
         self.results.append(result)
         if self._on_result is not None:
             self._on_result(result)

@@ -518,7 +518,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return  # the session's table would show the stand-ins as if measured
     if SESSION_KEY not in config.stash:
         return
-    for line in config.stash[SESSION_KEY].summary():
+    import sys
+
+    from .report import DEFAULT_WIDTH
+
+    # A terminal narrower than 120 columns would wrap the table; a log or a pipe does not.
+    width = DEFAULT_WIDTH
+    if sys.stdout.isatty():
+        width = min(width, config.get_terminal_writer().fullwidth)
+    for line in config.stash[SESSION_KEY].summary(width=width,
+                                                  verbose=config.get_verbosity() > 0):
         if line.heading:
             terminalreporter.write_sep("=", line.text)
         else:

@@ -1,15 +1,39 @@
-"""Terminal tables: the end-of-session summary, built from the run's history entries."""
+"""Terminal tables: the end-of-session summary, built from the run's history entries.
+
+The default table fits ``width`` columns (120, or the terminal's width when narrower): rows are
+grouped under their test module, each test's id is shortened in the middle only as far as it
+stays unique within its module, and the text columns give way before the numbers do. The wide
+table (``verbose=True``, pytest's ``-v``) keeps every id whole and adds columns.
+
+>>> format_table(["a", "n"], [["x", "1"], ["yy", "10"]], right=[1])
+['a    n', '--  --', 'x    1', 'yy  10']
+>>> abbreviate("[ec2-c5.large-concurrency=16-memory_mb=512]")
+'[ec2-c5.large-c=16-m=512]'
+>>> shorten_unique(["test_sweep[ec2-c5.large-concurrency=16]",
+...                 "test_sweep[ec2-t4g.medium-concurrency=16]"], 24)
+['test_swe…e-concurrency=16]', 'test_swe…m-concurrency=16]']
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .metrics import format_value
 
 if TYPE_CHECKING:
     from .history import Entry
+
+DEFAULT_WIDTH = 120
+_ELLIPSIS = "…"
+_GAP = "  "
+_INDENT = "  "
+# The narrowest a shortened text column gets before the table is allowed to overflow.
+_MIN_TEXT = 8
+_ID_PRIORITY = 8
 
 
 def overall_verdict(outcomes: Iterable[str]) -> str:
@@ -31,40 +55,275 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], *,
               for i, h in enumerate(header)]
 
     def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if i in align_right else c.ljust(w)
+        return _GAP.join(c.rjust(w) if i in align_right else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return [fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)]
 
 
-def render_summary(entries: Sequence[Entry]) -> list[str]:
-    """One row per benchmarked result: target, workload, n, p50, p99, throughput, success, SLO;
-    a schedule-lag column when a run followed a schedule, and a line for each INVALID run (its
-    load generator fell behind) and each run with timed-out requests."""
-    ordered = sorted(entries, key=lambda e: e.nodeid)
-    lagged = any(e.schedule_lag is not None for e in ordered)
-    header = ["test", "target", "workload", "n", "p50", "p99", "throughput", "success", "SLO"]
-    if lagged:
-        header.insert(7, "lag p99")
-    rows = []
-    for e in ordered:
-        row = [e.nodeid, e.target, str(e.workload.get("str", "")), str(e.count),
-               format_value("latency", e.latency_s["p50"].value),
-               format_value("latency", e.latency_s["p99"].value),
-               format_value("throughput", e.throughput), f"{e.success_ratio:.4f}",
-               "INVALID" if not e.valid else overall_verdict(v.outcome for v in e.slo)]
-        if lagged:
-            lag = e.schedule_lag
-            row.insert(7, format_value("latency", lag.p99_s) if lag is not None else "-")
-        rows.append(row)
-    right = {3, 4, 5, 6, 7} | ({8} if lagged else set())
-    lines = format_table(header, rows, right=right)
-    for e in ordered:
+def shorten(text: str, width: int, *, keep_end: bool = True) -> str:
+    """``text`` cut in the middle to ``width`` characters; the end (a test's parameters) keeps
+    the larger share, or the start (a target's platform and size) with ``keep_end=False``."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[:width]
+    head = (width - 1) // 3 if keep_end else (width - 1) * 2 // 3
+    return text[:head] + _ELLIPSIS + text[len(text) - (width - 1 - head):]
+
+
+_KEY = re.compile(r"(?<![\w.])([A-Za-z])[A-Za-z_]*=")
+
+
+def abbreviate(test_id: str) -> str:
+    """Parameter names cut to their first letter: ``[lambda-concurrency=16]`` reads
+    ``[lambda-c=16]`` (used only where the shortened ids stay distinct)."""
+    return _KEY.sub(r"\1=", test_id)
+
+
+def shorten_unique(texts: Sequence[str], width: int) -> list[str]:
+    """Each text shortened to ``width``, or less short where that would make two distinct texts
+    read the same: the shortening is never ambiguous."""
+    out = [shorten(t, width) for t in texts]
+    distinct = len(set(texts))
+    w = width
+    while len(set(out)) < distinct:
+        w += 1
+        counts: dict[str, int] = {}
+        for s in out:
+            counts[s] = counts.get(s, 0) + 1
+        clash = {s for s, n in counts.items() if n > 1}
+        out = [shorten(t, w) if s in clash else s for t, s in zip(texts, out, strict=True)]
+    return out
+
+
+@dataclass(frozen=True)
+class _Column:
+    header: str
+    cell: Callable[[Entry], str]
+    right: bool = True
+    shrinks: bool = False  # a text column that gives way when the table is too wide
+
+
+def _verdict(e: Entry) -> str:
+    return "INVALID" if not e.valid else overall_verdict(v.outcome for v in e.slo)
+
+
+def _success(e: Entry) -> str:
+    ratio = e.success_ratio
+    if math.isnan(ratio):
+        return "n/a"
+    if ratio >= 1:
+        return "100%"
+    return f"{math.floor(ratio * 1000) / 10:.1f}%"  # 99.96% is not 100%
+
+
+def _latency(name: str) -> Callable[[Entry], str]:
+    return lambda e: format_value("latency", e.latency_s[name].value)
+
+
+def _cold(e: Entry) -> str:
+    cold = e.cold_starts
+    if cold is None or cold.count == 0:
+        return "-"
+    return f"{format_value('latency', cold.latency_p50_s)} x{cold.count}"
+
+
+def _cost(e: Entry) -> str:
+    return "-" if e.cost is None else format_value("usd", e.cost.usd_per_million)
+
+
+def _lag(e: Entry) -> str:
+    lag = e.schedule_lag
+    return "-" if lag is None else format_value("latency", lag.p99_s)
+
+
+def _errors(e: Entry) -> str:
+    return ",".join(f"{k}:{n}" for k, n in sorted(e.errors.items(), key=lambda kv: -kv[1])) \
+        or "-"
+
+
+def _columns(entries: Sequence[Entry], *, verbose: bool) -> list[_Column]:
+    cols = [
+        _Column("target", lambda e: e.target, right=False, shrinks=True),
+        _Column("workload", lambda e: str(e.workload.get("str", "")), right=False,
+                shrinks=True),
+        _Column("n", lambda e: str(e.count)),
+        _Column("p50", _latency("p50")),
+    ]
+    if verbose:
+        cols += [_Column("p90", _latency("p90")), _Column("p99", _latency("p99")),
+                 _Column("p99.9", _latency("p999")), _Column("max", _latency("max"))]
+    else:
+        cols.append(_Column("p99", _latency("p99")))
+    cols += [_Column("throughput", lambda e: format_value("throughput", e.throughput)),
+             _Column("ok", _success)]
+    if verbose:
+        cols.append(_Column("errors", _errors, right=False))
+    if any(e.cold_starts is not None and e.cold_starts.count for e in entries):
+        cols.append(_Column("cold p50", _cold))
+    if any(e.cost is not None for e in entries):
+        cols.append(_Column("$/M req", _cost))
+    if any(e.schedule_lag is not None for e in entries):
+        cols.append(_Column("lag p99", _lag))
+    cols.append(_Column("SLO", _verdict, right=False))
+    return cols
+
+
+def _split(nodeid: str) -> tuple[str, str, str]:
+    """(module, function, parameters) of a node id; the parameters keep their brackets."""
+    module, sep, test = nodeid.partition("::")
+    if not sep:
+        module, test = "", nodeid
+    function, bracket, params = test.partition("[")
+    return module, function, bracket + params
+
+
+def _test_id(e: Entry, *, in_function: bool) -> str:
+    """The test's id under its module heading (under its function's heading when
+    ``in_function``); a test that ran one workload on one target several times numbers its
+    results (#2, #3...), as the history keys them."""
+    _, function, params = _split(e.nodeid)
+    test = params if in_function else function + params
+    repeat = e.identity.get("repeat")
+    return f"{test} #{int(repeat) + 1}" if isinstance(repeat, int) and repeat else test
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    entry: Entry | None = None  # None: a heading (a module, a parametrized function)
+
+
+def _layout(entries: Sequence[Entry], *, verbose: bool) -> list[_Line]:
+    """Headings and rows: modules in the order their tests ran (a sweep reads 1, 4, 16, not
+    1, 16, 4); a function with several parametrized rows gets a heading of its own and its
+    rows show their parameters only. The wide table keeps every id whole."""
+    if verbose:
+        return [_Line(e.nodeid, e) for e in entries]
+    modules: dict[str, list[Entry]] = {}
+    for e in entries:
+        modules.setdefault(_split(e.nodeid)[0], []).append(e)
+    out: list[_Line] = []
+    for module, group in modules.items():
+        out.append(_Line(module or "(no module)"))
+        by_function: dict[str, list[Entry]] = {}
+        for e in group:
+            by_function.setdefault(_split(e.nodeid)[1], []).append(e)
+        for function, rows in by_function.items():
+            params = {_split(e.nodeid)[2] for e in rows}
+            if len(params) > 1 or (len(rows) > 1 and params != {""}):
+                out.append(_Line(_INDENT + function))
+                out += [_Line(_INDENT * 2 + _test_id(e, in_function=True), e) for e in rows]
+            else:
+                out += [_Line(_INDENT + _test_id(e, in_function=False), e) for e in rows]
+    return out
+
+
+def _shorten_ids(lines: list[_Line], width: int, *, abbreviated: bool = False) -> list[_Line]:
+    """Each row's id shortened to ``width`` (indent included), unambiguously among the rows
+    under the same heading; ``abbreviated``: parameter names first cut to a letter where the
+    ids stay distinct."""
+    out = list(lines)
+    block: list[int] = []
+
+    def flush() -> None:
+        if not block:
+            return
+        indent = len(out[block[0]].text) - len(out[block[0]].text.lstrip())
+        texts = [out[i].text[indent:] for i in block]
+        if abbreviated:
+            abbreviations = [abbreviate(t) for t in texts]
+            if len(set(abbreviations)) == len(set(texts)):
+                texts = abbreviations
+        for i, text in zip(block, shorten_unique(texts, max(1, width - indent)), strict=True):
+            out[i] = _Line(out[i].text[:indent] + text, out[i].entry)
+        block.clear()
+
+    for i, ln in enumerate(out):
+        if ln.entry is None:
+            flush()
+        else:
+            block.append(i)
+    flush()
+    return out
+
+
+def render_summary(entries: Sequence[Entry], *, width: int = DEFAULT_WIDTH,
+                   verbose: bool = False) -> list[str]:
+    """The results table, grouped by module: test, target, workload, n, p50, p99, throughput,
+    success share, cold start (p50 and count) and $ per million requests when any result has
+    them, schedule lag when a run followed a schedule, and the SLO verdict (``pass``, ``fail``,
+    ``inconclusive``; ``-`` when nothing was judged; ``INVALID`` when the load generator fell
+    behind). Then a line for each INVALID run and each run with timed-out requests.
+
+    The table fits ``width`` columns unless even the shortest unambiguous ids do not;
+    ``verbose`` gives the wide table: whole ids, p90, p99.9, max and the errors by kind."""
+    cols = _columns(entries, verbose=verbose)
+    cells = {id(e): [c.cell(e) for c in cols] for e in entries}
+    widths = [max(len(c.header), *(len(cells[id(e)][i]) for e in entries))
+              for i, c in enumerate(cols)]
+    lines = _layout(entries, verbose=verbose)
+
+    def id_width() -> int:
+        return max([len("test"), *(len(ln.text) for ln in lines if ln.entry is not None)])
+
+    if not verbose:
+        if id_width() + sum(widths) + len(_GAP) * len(widths) > width:
+            lines = _shorten_ids(lines, id_width(), abbreviated=True)
+        planned, widths = _fit(width, id_width(), widths, cols, shrink_id=True)
+        lines = _shorten_ids(lines, planned)
+        if id_width() > planned:  # unambiguous ids needed more: the text columns give way
+            _, widths = _fit(width, id_width(), widths, cols, shrink_id=False)
+        for i, c in enumerate(cols):
+            if c.shrinks:
+                for e in entries:
+                    cells[id(e)][i] = shorten(cells[id(e)][i], widths[i], keep_end=False)
+    first = id_width()
+
+    def row(head: str, values: Sequence[str]) -> str:
+        parts = [head.ljust(first)]
+        parts += [v.rjust(w) if col.right else v.ljust(w)
+                  for v, w, col in zip(values, widths, cols, strict=True)]
+        return _GAP.join(parts).rstrip()
+
+    out = [row("test", [c.header for c in cols]), row("-" * first, ["-" * w for w in widths])]
+    out += [row(ln.text, cells[id(ln.entry)]) if ln.entry is not None else ln.text
+            for ln in lines]
+    for e in entries:
         if not e.valid:
-            lines.append(f"{e.nodeid}: INVALID: {e.invalid_reason}; its latency and "
-                         "throughput verdicts are inconclusive")
+            out.append(f"{e.nodeid}: INVALID: {e.invalid_reason}; its latency and "
+                       "throughput verdicts are inconclusive")
         if e.censored:
-            lines.append(f"{e.nodeid}: {e.censored} request(s) timed out; they count in "
-                         f"the latency percentiles at no less than the timeout "
-                         f"({format_value('latency', e.timeout_s or math.nan)})")
-    return lines
+            out.append(f"{e.nodeid}: {e.censored} request(s) timed out; they count in "
+                       f"the latency percentiles at no less than the timeout "
+                       f"({format_value('latency', e.timeout_s or math.nan)})")
+    return out
+
+
+def _fit(width: int, id_width: int, widths: list[int], cols: Sequence[_Column], *,
+         shrink_id: bool) -> tuple[int, list[int]]:
+    """Narrow the id (when ``shrink_id``) and the text columns, widest first, until a row fits
+    ``width``."""
+    widths = list(widths)
+    shrinkable = [i for i, c in enumerate(cols) if c.shrinks]
+
+    def total() -> int:
+        return id_width + sum(widths) + len(_GAP) * len(widths)
+
+    def floor(i: int) -> int:
+        return max(_MIN_TEXT, len(cols[i].header)) if i >= 0 else _MIN_TEXT
+
+    while total() > width:
+        candidates = [(w, i) for w, i in [*([(id_width, -1)] if shrink_id else []),
+                                          *((widths[i], i) for i in shrinkable)]
+                      if w > floor(i)]
+        if not candidates:
+            break
+        # The id says which case a row is: the target and workload columns give way first.
+        _, i = max(candidates, key=lambda c: c[0] - (_ID_PRIORITY if c[1] < 0 else 0))
+        if i < 0:
+            id_width -= 1
+        else:
+            widths[i] -= 1
+    return id_width, widths

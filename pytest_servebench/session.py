@@ -105,13 +105,17 @@ class BenchSession:
         failed: list[Verdict] = []
         seen: dict[str, int] = {}  # a workload run twice against one target: each has its key
         for result in results:
+            # The test's own ``result.check`` calls (the fixture's results remember them).
+            own: list[Verdict] = list(getattr(result, "checks", ()))
             verdicts: list[Verdict] = []
             if bounds:
                 try:
                     verdicts = result.check(*bounds)
                 except SLOFailure as exc:
                     verdicts, failed = exc.verdicts, failed + exc.failed
-            elif isinstance(error, SLOFailure):
+            if own:
+                verdicts = [*verdicts, *own]
+            elif not bounds and isinstance(error, SLOFailure):  # raised by other means
                 verdicts = error.verdicts
             backend = backend_of(result)
             key = entry_key(identity(nodeid, result.target, result.target_profile, backend,
@@ -212,14 +216,16 @@ class BenchSession:
             "info", f"saved run {run.run_id}" + (f" ({run.name})" if run.name else "")
                     + f" with {len(self.entries)} result(s) to {history.path}"))
 
-    def summary(self) -> list[SummaryLine]:
-        """The results table, the comparison and the messages."""
+    def summary(self, *, width: int | None = None, verbose: bool = False) -> list[SummaryLine]:
+        """The results table (at most ``width`` columns, default 120; ``verbose``: the wide
+        table), the comparison and the messages."""
         lines: list[SummaryLine] = []
         if self.entries:
-            from .report import render_summary
+            from .report import DEFAULT_WIDTH, render_summary
 
             lines.append(SummaryLine("servebench summary", heading=True))
-            lines += [SummaryLine(text) for text in render_summary(self.entries)]
+            lines += [SummaryLine(text) for text in render_summary(
+                self.entries, width=width or DEFAULT_WIDTH, verbose=verbose)]
         cmp = self.comparison
         if cmp is not None:
             from .compare import render_comparison

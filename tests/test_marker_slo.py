@@ -29,20 +29,25 @@ def test_breaches(servebench):
 def test_check_inside(servebench):
     servebench.run(W, payload=b"x").check("mean < 2ms")
 
+def test_check_passes(servebench):
+    servebench.run(W, payload=b"x").check("p50 < 1s")
+
 def test_no_slo(servebench):
     servebench.run(W, payload=b"x")
 """)
     result = pytester.runpytest_subprocess("--target=http", f"--servebench-url={server.url}",
                                            *plugin_args)
-    result.assert_outcomes(passed=2, failed=2)
+    result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines_random([
         "*p50 < 1ms: FAIL: measured 1?.*ms (95% CI *), bound < 1ms, n=400*",
         "*mean < 2ms: FAIL: measured 1?.*ms*",
         "*servebench summary*",
-        "*::test_meets *http*closed(c=4, 400 req)*400*pass",
-        "*::test_breaches *fail",
-        "*::test_check_inside *fail",
-        "*::test_no_slo *400* -",
+        "test_slo_marker_passes_and_fails.py",
+        "  test_meets *http*closed(c=4, 400 req)*400*pass",
+        "  test_breaches *fail",
+        "  test_check_inside *fail",
+        "  test_check_passes *pass",  # a passing result.check() reaches the summary
+        "  test_no_slo *400* -",
     ])
 
 

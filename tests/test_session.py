@@ -157,3 +157,19 @@ def test_workers_hand_their_entries_to_the_controller(tmp_path: Path) -> None:
     assert [e.to_json() for e in controller.entries] == [e.to_json() for e in worker.entries]
     assert controller.finish() is False
     assert len(History.at(tmp_path / "h.json").runs()[0].entries) == 2
+
+
+def test_a_passing_check_in_the_test_gives_its_verdicts(tmp_path: Path) -> None:
+    """The fixture's results remember their own ``check`` calls: a test that checks its
+    result itself shows "pass" (it showed "-"), and marker bounds add to them."""
+    from pytest_servebench.fixture import CheckedResult
+
+    session = _session(tmp_path)
+    checked = CheckedResult.of(result([0.010] * 50))
+    checked.check("p50 < 1s")
+    assert _test(session, "t.py::test_a", [checked], bounds=["success_ratio >= 0.9"]) is None
+    (entry,) = session.entries
+    assert [(v.slo, v.outcome) for v in entry.slo] == [("success_ratio >= 0.9", "pass"),
+                                                      ("p50 < 1s", "pass")]
+    (row,) = [line.text for line in session.summary() if "test_a" in line.text]
+    assert row.endswith("pass")
