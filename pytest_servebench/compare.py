@@ -582,10 +582,10 @@ def select_baseline_runs(runs: Sequence[Run], ref: str) -> list[Run]:
     if ref.startswith("median:"):
         baseline_size(ref)
         return list(reversed(runs))
-    picked = [r for r in runs if ref in (r.run_id, r.name)]
-    if not picked:
-        raise LookupError(f"no run with id or name {ref!r} in the history")
-    return list(reversed(picked))
+    from .history import find_run
+
+    find_run(runs, ref)  # LookupError when no run has that id or name
+    return list(reversed([r for r in runs if ref in (r.run_id, r.name)]))
 
 
 def baseline_size(ref: str) -> int:

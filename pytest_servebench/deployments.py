@@ -39,7 +39,8 @@ def is_http_key(key: Hashable) -> bool:
 
 
 class Deployments:
-    """Targets deployed through ``backend`` once per key; ``close`` stops the servers started.
+    """Targets deployed through ``backend`` once per key; ``close`` stops the servers started
+    and removes the functions deployed.
 
     ``endpoint`` gives the ``--target=http`` endpoint (None without one); it is called only
     when an http key is first asked for.
@@ -75,12 +76,15 @@ class Deployments:
 
     @property
     def functions(self) -> tuple[Target, ...]:
-        """The functions deployed here (they stay until the backend closes)."""
+        """The functions deployed here and not removed yet, oldest first."""
         return tuple(self._functions)
 
     def close(self) -> None:
-        """Stop every server started here, newest first; a stop that fails does not keep the
-        others running: the failures are raised together at the end. Safe to call twice."""
+        """Stop every server and remove every function deployed here, newest first; one that
+        fails does not keep the others: the failures are raised together at the end. Safe to
+        call twice."""
+        from .functions.client import FunctionTarget
+
         errors: list[Exception] = []
         while self._servers:
             server = self._servers.pop()
@@ -88,10 +92,18 @@ class Deployments:
                 self._backend.stop_server(server)
             except Exception as exc:  # every server gets its stop
                 errors.append(exc)
+        while self._functions:
+            function = self._functions.pop()
+            if not isinstance(function, FunctionTarget):
+                continue
+            try:
+                self._backend.remove_function(function)
+            except Exception as exc:
+                errors.append(exc)
         self._targets.clear()
-        self._functions.clear()
         if errors:
-            raise ExceptionGroup(f"servebench: {len(errors)} server(s) failed to stop", errors)
+            raise ExceptionGroup(f"servebench: {len(errors)} deployment(s) failed to stop",
+                                 errors)
 
     def _record(self, target: Target) -> None:
         from .backends.base import ServerTarget
@@ -107,7 +119,7 @@ class Deployments:
 def servebench_deploy(request: pytest.FixtureRequest,
                       servebench_backend: Backend) -> Iterator[Deployments]:
     """The module's deployments on the session's backend (``Deployments.get(key, deploy)``);
-    the servers they started are stopped when the module ends."""
+    the servers they started are stopped and the functions removed when the module ends."""
 
     def endpoint() -> Target | None:
         target: Target | None = request.getfixturevalue("servebench_target")

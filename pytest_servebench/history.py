@@ -640,6 +640,25 @@ def _shape_problem(data: Any, *, need_keys: bool) -> str | None:
     return None
 
 
+def find_run(runs: Sequence[Run], ref: str | None) -> int:
+    """The index of the run ``ref`` names: its id, or its name (the newest run of that name);
+    the newest run when ``ref`` is None. ``LookupError`` when there is none.
+
+    >>> runs = [Run("a1", "2026-11-25T10:00:00Z", Entries(), name="main"),
+    ...         Run("b2", "2026-11-25T11:00:00Z", Entries(), name="main")]
+    >>> find_run(runs, "main"), find_run(runs, "a1"), find_run(runs, None)
+    (1, 0, 1)
+    """
+    if not runs:
+        raise LookupError("the history holds no runs")
+    if ref is None:
+        return len(runs) - 1
+    for i in range(len(runs) - 1, -1, -1):
+        if ref in (runs[i].run_id, runs[i].name):
+            return i
+    raise LookupError(f"no run with id or name {ref!r} in the history")
+
+
 @dataclass(frozen=True)
 class History:
     """A history file. ``runs()`` reads it; ``append()`` adds a run under the lock."""
@@ -710,6 +729,15 @@ class History:
             except ValueError as exc:
                 raise HistoryError(f"{where}: {exc}; {_KEPT}") from None
         return runs
+
+    def find(self, ref: str | None = None) -> Run:
+        """The run ``ref`` names (its id or name, the newest of that name; None: the newest
+        run). ``LookupError`` names the file when there is none."""
+        runs = self.runs()
+        try:
+            return runs[find_run(runs, ref)]
+        except LookupError as exc:
+            raise LookupError(f"{self.path}: {exc}") from None
 
     def append(self, run: Run, *, keep: int = DEFAULT_KEEP) -> None:
         """Add a run, then keep the last ``keep`` runs of every test key. Whatever stops the

@@ -1,4 +1,5 @@
-"""``Deployments``: once per key, the http endpoint, servers stopped at close (newest first)."""
+"""``Deployments``: once per key, the http endpoint, servers stopped and functions removed at
+close (newest first)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,37 @@ import pytest
 
 from pytest_servebench.backends.base import Backend, ServerTarget
 from pytest_servebench.deployments import Deployments, is_http_key
+from pytest_servebench.functions.client import FunctionTarget
 from pytest_servebench.target import Target
 
 
 class FakeBackend:
-    """Only what ``Deployments`` calls: ``server``, ``function`` and ``stop_server``."""
+    """Only what ``Deployments`` calls: ``server``, ``function``, ``stop_server`` and
+    ``remove_function``."""
 
     def __init__(self, *, failing_stop: str | None = None) -> None:
         self.started: list[str] = []
         self.stopped: list[str] = []
+        self.removed: list[str] = []
         self.failing_stop = failing_stop
 
     def server(self, target: str, **_: Any) -> ServerTarget:
         self.started.append(target)
         return ServerTarget(url=f"http://127.0.0.1/{target}", name=target)
 
-    def function(self, target: str, **_: Any) -> ServerTarget:
+    def function(self, target: str, **_: Any) -> FunctionTarget:
         self.started.append(target)
-        return cast(ServerTarget, _Function(target))
+        return FunctionTarget("http://127.0.0.1:9", target, name=target)
 
     def stop_server(self, target: ServerTarget) -> None:
         if target.name == self.failing_stop:
             raise RuntimeError(f"{target.name} would not stop")
         self.stopped.append(target.name)
 
-
-class _Function:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def remove_function(self, function: FunctionTarget) -> None:
+        if function.name == self.failing_stop:
+            raise RuntimeError(f"{function.name} would not go")
+        self.removed.append(function.function)
 
 
 def _deployments(backend: FakeBackend, endpoint: Target | None = None) -> Deployments:
@@ -70,19 +74,21 @@ def test_an_http_key_without_an_endpoint_says_so() -> None:
         _deployments(FakeBackend()).get("http", lambda b: b.server("x"))
 
 
-def test_close_stops_the_servers_started_newest_first_and_not_functions() -> None:
+def test_close_stops_the_servers_and_removes_the_functions_newest_first() -> None:
     backend = FakeBackend()
     d = _deployments(backend)
     d.get("one", lambda b: b.server("one"))
     d.get("fn", lambda b: b.function("fn"))
+    d.get("fn2", lambda b: b.function("fn2"))
     # a deployment that needs another (a front forwarding to a server) asks for it by key
     d.get("front", lambda b: (d.get("two", lambda b2: b2.server("two")), b.server("three"))[1])
     assert [s.name for s in d.servers] == ["one", "two", "three"]
-    assert [f.name for f in d.functions] == ["fn"]
+    assert [f.name for f in d.functions] == ["fn", "fn2"]
     d.close()
     assert backend.stopped == ["three", "two", "one"]
+    assert backend.removed == ["fn2", "fn"] and d.functions == ()
     d.close()  # safe twice
-    assert backend.stopped == ["three", "two", "one"]
+    assert backend.stopped == ["three", "two", "one"] and backend.removed == ["fn2", "fn"]
 
 
 def test_a_failing_stop_does_not_keep_the_others_running() -> None:
@@ -90,11 +96,13 @@ def test_a_failing_stop_does_not_keep_the_others_running() -> None:
     d = _deployments(backend)
     for name in ("one", "two", "three"):
         d.get(name, lambda b, n=name: b.server(n))  # type: ignore[misc]
-    with pytest.raises(ExceptionGroup, match="1 server") as info:
+    d.get("fn-two", lambda b: b.function("two"))
+    d.get("fn-one", lambda b: b.function("one"))
+    with pytest.raises(ExceptionGroup, match="2 deployment") as info:
         d.close()
-    assert backend.stopped == ["three", "one"]
-    assert "two would not stop" in str(info.value.exceptions[0])
-    assert d.servers == ()
+    assert backend.stopped == ["three", "one"] and backend.removed == ["one"]
+    assert [str(e) for e in info.value.exceptions] == ["two would not stop", "two would not go"]
+    assert d.servers == () and d.functions == ()
 
 
 def test_a_modules_servers_are_stopped_when_the_module_ends(pytester: pytest.Pytester) -> None:

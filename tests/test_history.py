@@ -249,3 +249,23 @@ def test_an_entry_of_the_wrong_type_is_reported_when_used_and_kept(tmp_path: Pat
     # Adding a run keeps what nobody read as it was (another version may know better).
     History.at(path).append(new_run([entry("t.py::test_b")], backend="local"))
     assert json.loads(path.read_text())["runs"][0]["entries"][0]["count"] == "fifty"
+
+
+def test_a_run_is_found_by_id_or_newest_of_its_name(tmp_path: Path) -> None:
+    from pytest_servebench.history import Entries, History, Run, find_run
+
+    runs = [Run("id-old", "2026-11-25T10:00:00Z", Entries([entry()]), name="nightly"),
+            Run("id-mid", "2026-11-25T11:00:00Z", Entries([entry()]), name="pr"),
+            Run("id-new", "2026-11-25T12:00:00Z", Entries([entry()]), name="nightly")]
+    assert find_run(runs, "nightly") == 2 and find_run(runs, "id-old") == 0
+    assert find_run(runs, "pr") == 1 and find_run(runs, None) == 2
+    with pytest.raises(LookupError, match="no run with id or name 'nope'"):
+        find_run(runs, "nope")
+    with pytest.raises(LookupError, match="holds no runs"):
+        find_run([], None)
+    history = History.at(tmp_path / "h.json")
+    for run in runs:
+        history.append(run)
+    assert history.find("nightly").run_id == "id-new" and history.find().run_id == "id-new"
+    with pytest.raises(LookupError, match=r"h\.json: no run with id or name 'x'"):
+        history.find("x")

@@ -156,3 +156,28 @@ def test_a_cycle_through_a_lazy_or_type_only_import_is_found(tmp_path: Path) -> 
     graph = import_graph(pkg, "pkg")
     assert graph["pkg.d"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.b", "pkg.sub.c", "pkg.a"]]
+
+
+def _imported_roots(path: Path) -> set[str]:
+    """Top-level packages a module imports, counting lazy and type-only imports."""
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_the_plugin_never_imports_the_studies_models() -> None:
+    """The plugin is target-agnostic: what it deploys comes from a model provider
+    (``pytest_servebench.provider``), never from importing ``targets`` (issue 16, part 4)."""
+    offenders = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                       if "targets" in _imported_roots(path))
+    assert offenders == []
+
+
+def test_the_check_sees_a_lazy_import_of_targets(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from targets.registry import get\n    return get\n")
+    assert "targets" in _imported_roots(module)

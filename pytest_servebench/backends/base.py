@@ -89,6 +89,11 @@ class Backend(Protocol):
         """Retire the function's execution environments: its next invocations are cold."""
         ...
 
+    def remove_function(self, function: FunctionTarget) -> None:
+        """Delete one function now, with its environments (a module's deployments end);
+        ``LookupError`` if it was not deployed here."""
+        ...
+
     def server(self, target: str = ..., *, platform: str = ...,
                instance_type: str | None = ..., vcpu: float | None = ...,
                memory_gb: float | None = ..., workers: int = ..., threads: int | None = ...,

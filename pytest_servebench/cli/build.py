@@ -37,17 +37,23 @@ def add_parser(sub: Any) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from targets.build import main as build_main
+    from ..provider import get_provider, model_info
 
-    return build_main(list(args.targets))
+    provider = get_provider()
+    for name in args.targets:
+        model_info(provider, name)  # an unknown name is a usage error before anything builds
+    return provider.build_command(list(args.targets))
 
 
 def package_command(args: argparse.Namespace) -> int:
-    from targets.package import main as package_main
+    from ..provider import get_provider, model_info
 
+    provider = get_provider()
+    for name in args.targets:
+        model_info(provider, name)
     argv = list(args.targets) + (["--out", args.out] if args.out else []) + \
         (["--json"] if args.json else [])
-    return package_main(argv)
+    return provider.package_command(argv)
 
 
 def base_image_command(args: argparse.Namespace) -> int:

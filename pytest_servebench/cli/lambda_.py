@@ -41,8 +41,6 @@ def lambda_command(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from targets.registry import get
-
     from ..backends.local import model_environment
     from ..backends.local.functions import ProcessLauncher
     from ..backends.local.processes import new_owner
@@ -50,6 +48,7 @@ def lambda_command(args: argparse.Namespace) -> int:
     from ..functions.api import PlatformServer, is_loopback
     from ..functions.platform import FunctionConfig
     from ..functions.sigv4 import Credentials
+    from ..provider import get_provider, model_info
 
     # Whoever can sign a request runs code on this machine (a function is code): other hosts
     # only on request, and only with credentials the person chose.
@@ -63,7 +62,7 @@ def lambda_command(args: argparse.Namespace) -> int:
                              "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     config = spec = None
     if args.target is not None:  # else an empty service: functions come by CreateFunction
-        spec = get(args.target)
+        spec = model_info(get_provider(), args.target)
         config = FunctionConfig(  # validates memory, concurrency and timeout before it starts
             name=args.name or args.target, target=args.target, memory_mb=args.memory_mb,
             timeout_s=args.timeout, reserved_concurrency=args.reserved_concurrency,

@@ -35,11 +35,11 @@ def serve_command(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from targets.registry import get
-
     from ..functions.api import is_loopback
+    from ..provider import get_provider, model_info
 
-    get(args.target)  # an unknown name is a usage error before anything starts
+    provider = get_provider()
+    model_info(provider, args.target)  # an unknown name is a usage error before anything starts
     if not is_loopback(args.host) and not args.allow_remote:
         raise ValueError(f"--host {args.host} is not a loopback address: servers bind loopback; "
                          "add --allow-remote to serve other machines (no authentication)")
@@ -55,7 +55,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.slots:
         os.environ["SERVEBENCH_INFERENCE_SLOTS"] = str(args.slots)
     # The protocol adds a deadline for request heads, which uvicorn lacks (slowloris).
-    uvicorn.run("targets.app:create_app", factory=True, host=args.host, port=args.port,
+    uvicorn.run(provider.app, factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=False,
-                http="targets.app:BoundedHttpProtocol")
+                http=provider.http_protocol or "auto")
     return 0

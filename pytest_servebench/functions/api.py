@@ -486,6 +486,16 @@ class PlatformServer:
         assert self.platform is not None
         self.call(self.platform.get(name).update())
 
+    def remove(self, name: str) -> None:
+        """Delete the function (DeleteFunction): its sandboxes stop, its code goes."""
+        assert self.platform is not None
+        platform = self.platform
+
+        async def delete() -> None:
+            platform.delete(platform.get(name))
+
+        self.call(delete())
+
     def state(self, name: str) -> dict[str, Any]:
         assert self.platform is not None
         fn = self.platform.get(name)

@@ -34,7 +34,6 @@ from .sandbox import LaunchedSandbox, Launcher, Outcome, Sandbox, SandboxSpec
 from .sigv4 import Credentials
 
 log = logging.getLogger("servebench.functions")
-DEFAULT_HANDLER = "targets.handler.handler"
 LATEST = "$LATEST"
 ARCHITECTURES = ("x86_64", "arm64")
 ACCOUNT = "000000000000"
@@ -78,9 +77,16 @@ def check_environment(environment: Mapping[str, str]) -> None:
                          f"Size: {size} bytes")
 
 
+def default_handler() -> str:
+    """The handler a function of a model runs unless told otherwise: the model provider's."""
+    from ..provider import get_provider
+
+    return get_provider().handler
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionConfig:
-    """One function. ``target`` names what it serves (``targets.registry``); a function made
+    """One function. ``target`` names the model it serves (``provider``); a function made
     through the API (CreateFunction) runs its uploaded ``code`` instead, as it is."""
 
     name: str
@@ -91,7 +97,7 @@ class FunctionConfig:
     provisioned_concurrency: int = 0
     keep_alive_s: float = 300.0
     parallel_init: bool = False
-    handler: str = DEFAULT_HANDLER
+    handler: str = ""  # empty: the model provider's handler (``default_handler()``)
     environment: Mapping[str, str] = field(default_factory=dict)
     code: CodePackage | None = None
     runtime: str = "python3.11"
@@ -100,6 +106,8 @@ class FunctionConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
+        if not self.handler:
+            object.__setattr__(self, "handler", default_handler())
         if not 128 <= self.memory_mb <= 10240:
             raise ValueError(f"Lambda memory is 128..10240 MB, not {self.memory_mb}")
         if self.reserved_concurrency is not None and self.reserved_concurrency < 0:

@@ -50,7 +50,7 @@ def test_serve_answers_curl_style_requests_and_stops_on_ctrl_c() -> None:
 def test_serve_unknown_target_is_a_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest_servebench.cli", "serve", "nope"],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "unknown target 'nope'" in proc.stderr
+    assert proc.returncode == 2 and "unknown model 'nope'" in proc.stderr
 
 
 def test_serve_refuses_a_non_loopback_host_without_allow_remote() -> None:

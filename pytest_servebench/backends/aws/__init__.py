@@ -162,7 +162,7 @@ class AwsBackend:
         """Deploy ``target`` as a Lambda function of the run (or return the one deployed under
         the same name) and return it as a target. ``keep_alive_s`` is Lambda's to decide on
         AWS; it is recorded, not applied."""
-        from ...functions.platform import DEFAULT_HANDLER, FunctionConfig
+        from ...functions.platform import FunctionConfig, default_handler
         from .packaging import build_zip
 
         FunctionConfig(name=name or target, memory_mb=memory_mb, timeout_s=timeout_s,
@@ -212,7 +212,7 @@ class AwsBackend:
         started = time.monotonic()
         created = self._create_function(
             FunctionName=fname, Runtime="python3.11", Role=self._role(),
-            Handler=handler or DEFAULT_HANDLER, Code=code, MemorySize=memory_mb,
+            Handler=handler or default_handler(), Code=code, MemorySize=memory_mb,
             Timeout=int(timeout_s), Architectures=[arch], Environment={"Variables": env},
             Tags=self.tags.as_dict(), Publish=provisioned_concurrency > 0,
             Description=f"pytest-servebench {target}")
@@ -316,6 +316,19 @@ class AwsBackend:
         env["SERVEBENCH_COLD_EPOCH"] = str(epoch)
         lam.update_function_configuration(FunctionName=fname, Environment={"Variables": env})
         self._wait("function_updated_v2", fname)
+
+    def remove_function(self, function: FunctionTarget) -> None:
+        """Delete one function of the run now (its versions and provisioned concurrency go
+        with it) and its log group; a later ``function()`` of the same name deploys afresh."""
+        fname = function.function.partition(":")[0]
+        if self._functions.pop(fname, None) is None:
+            raise LookupError(f"{function.function!r} was not deployed by this backend")
+        self._cold_epochs.pop(fname, None)
+        mine = {("function", fname), ("log_group", f"/aws/lambda/{fname}")}
+        doomed = [r for r in self.ledger.resources if (r.kind, r.name) in mine]
+        for resource in reversed(doomed):  # the function before its log group
+            self._remove(resource)
+            self.ledger.forget(resource)
 
     # -- the budget guard ------------------------------------------------------------------
     def price_book(self) -> PriceBook:

@@ -1,8 +1,9 @@
-"""A target's Lambda deployment package as a zip, built once per content and cached.
+"""A model's Lambda deployment package as a zip, built once per content and cached.
 
-The folder comes from ``targets.package.build`` (code, model, the runtime's distributions, laid
-out as Lambda unpacks a zip into ``/var/task``); the zip is deterministic (sorted entries, fixed
-timestamps), so its SHA-256 names its content and a second run uploads nothing new.
+The folder comes from the model provider's ``write_package`` (code, model, the runtime's
+distributions, laid out as Lambda unpacks a zip into ``/var/task``); the zip is deterministic
+(sorted entries, fixed timestamps), so its SHA-256 names its content and a second run uploads
+nothing new.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from ...provider import get_provider
 
 DIRECT_UPLOAD_LIMIT = 50 * 1024 * 1024  # CreateFunction's ZipFile; above it, through S3
 UNZIPPED_LIMIT = 250 * 1024 * 1024  # above it, a container image (ECR)
@@ -38,9 +41,7 @@ class FunctionPackage:
 
 
 def cache_dir() -> Path:
-    from targets.build import cache_dir as models
-
-    return models().parent / "packages"
+    return get_provider().cache_dir().parent / "packages"
 
 
 def _zip_folder(folder: Path, out: Path) -> int:
@@ -61,9 +62,8 @@ def _zip_folder(folder: Path, out: Path) -> int:
 
 def build_zip(target: str) -> FunctionPackage:
     """``target``'s function package as a zip, from the cache when its content is unchanged."""
-    from targets import package
-
-    contents = package.contents(target)
+    provider = get_provider()
+    contents = provider.contents(target)
     key = hashlib.sha256(json.dumps(contents.fingerprint(), sort_keys=True).encode())
     stem = f"{target}-{key.hexdigest()[:16]}"
     root = cache_dir()
@@ -72,7 +72,7 @@ def build_zip(target: str) -> FunctionPackage:
     if not (zpath.exists() and meta_path.exists()):
         with tempfile.TemporaryDirectory(prefix="servebench-package-") as tmp:
             folder = Path(tmp) / "pkg"
-            package.build(target, folder)
+            provider.write_package(target, folder)
             unzipped = _zip_folder(folder, zpath)
         digest = hashlib.sha256(zpath.read_bytes()).hexdigest()
         meta_path.write_text(json.dumps({"sha256": digest, "unzipped_bytes": unzipped}))

@@ -7,7 +7,7 @@ container of the target's image, limited like the cloud shape it stands for.
   container start plus the init phase.
 - Servers: the target's HTTP app in a container with the instance type's (or task size's) vCPU
   and memory.
-- Images are built from ``targets/images/Dockerfile`` and cached (``images.ensure_image``).
+- Images are built from the model provider's Dockerfile and cached (``images.ensure_image``).
 - Every container carries the run's labels; ``close()`` removes them, a reaper process removes
   them if the run dies first, and each new backend sweeps leftovers of dead runs.
 

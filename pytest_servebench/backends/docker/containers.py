@@ -19,6 +19,7 @@ from typing import Any
 
 from ...functions.sandbox import SandboxSpec, keep_recent
 from ...platforms import Shape
+from ...provider import get_provider
 from ...waiting import wait_for, wait_for_async
 from ..local.processes import free_port, release_port
 from ..local.shaping import CFS_PERIOD_US
@@ -123,7 +124,7 @@ def start_container(image: str, command: list[str], *, environment: dict[str, st
 
 
 class ContainerSandbox:
-    """One function sandbox: a container running the emulator with ``targets.bootstrap``."""
+    """One function sandbox: a container running the emulator with the provider's runtime."""
 
     def __init__(self, spec: SandboxSpec, box: Any, ports: tuple[int, int]) -> None:
         self.spec, self.box = spec, box
@@ -222,7 +223,7 @@ class ContainerLauncher:
                "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "TMPDIR": "/tmp"}
         command = [RIE_PATH, "--runtime-interface-emulator-address", f"127.0.0.1:{port}",
                    "--runtime-api-address", f"127.0.0.1:{api_port}", "--log-level", "info",
-                   "python3", "-m", "targets.bootstrap", spec.handler]
+                   "python3", "-m", get_provider().runtime_module, spec.handler]
         labels = {**run_labels(self.run_id), "servebench.function": spec.function,
                   "servebench.sandbox": spec.sandbox_id}
         try:
@@ -256,11 +257,12 @@ class ServerContainer:
                "SERVEBENCH_THREADS": str(self.threads)}
         if slots:
             env["SERVEBENCH_INFERENCE_SLOTS"] = str(slots)
-        command = ["python3", "-m", "uvicorn", "--factory", "targets.app:create_app",
+        provider = get_provider()
+        command = ["python3", "-m", "uvicorn", "--factory", provider.app,
                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-                   "--log-level", "warning", "--no-access-log",
-                   # request heads get a deadline too (slow clients), as under servebench serve
-                   "--http", "targets.app:BoundedHttpProtocol"]
+                   "--log-level", "warning", "--no-access-log"]
+        if provider.http_protocol:  # request heads get a deadline (slow clients), as under
+            command += ["--http", provider.http_protocol]  # servebench serve
         labels = {**run_labels(run_id), "servebench.server": label}
         self.name = f"servebench-{label}-{self.port}"
         t0 = time.perf_counter()

@@ -1,5 +1,6 @@
-"""Images: one per target, built from the repo's ``targets/images/Dockerfile`` with a generated
-context (the target's package and the emulator), cached by a key over everything that goes in;
+"""Images: one per model, built from the model provider's Dockerfile (package data of
+``targets``: ``targets/images/Dockerfile``) with a generated context (the model's package and the
+emulator), cached by a key over everything that goes in;
 and an offline base image built from Debian packages for machines without a registry.
 
 Nothing is rebuilt when nothing changed: the image's tag is the key, and a tag that exists is
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...provider import get_provider
 from .engine import LABEL_PREFIX, docker_client
 
-DOCKERFILE = Path(__file__).resolve().parents[3] / "targets" / "images" / "Dockerfile"
 PUBLIC_BASE = "python:3.11-slim"
 OFFLINE_BASE = "servebench/base:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -75,11 +76,11 @@ class TargetImage:
 
 def image_key(target: str, base_id: str, rie: Path) -> tuple[str, str]:
     """(key, model file name) for ``target``'s image on a base of id ``base_id``."""
-    from targets.package import contents
-
-    what = contents(target, image=True)
-    doc = {"dockerfile": DOCKERFILE.read_text(), "base": base_id, "rie": rie.stat().st_size,
-           "python": f"{sys.version_info[0]}.{sys.version_info[1]}", **what.fingerprint()}
+    provider = get_provider()
+    what = provider.contents(target, image=True)
+    doc = {"dockerfile": provider.dockerfile().read_text(), "base": base_id,
+           "rie": rie.stat().st_size, "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+           **what.fingerprint()}
     key = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
     return key, what.model.name
 
@@ -109,13 +110,12 @@ def ensure_image(target: str, *, base: str | None = None, rie: Path | None = Non
 def _build(target: str, tag: str, base: str, rie: Path, *, base_here: bool) -> None:
     from testcontainers.core.image import DockerImage
 
-    from targets.package import build as build_package
-
+    provider = get_provider()
     ctx = Path(tempfile.mkdtemp(prefix=f"servebench-image-{target}-"))
     try:
-        build_package(target, ctx / "task", image=True)
+        provider.write_package(target, ctx / "task", image=True)
         shutil.copy2(rie, ctx / "aws-lambda-rie")
-        shutil.copy2(DOCKERFILE, ctx / "Dockerfile")
+        shutil.copy2(provider.dockerfile(), ctx / "Dockerfile")
         minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
         image = DockerImage(path=ctx, tag=tag, clean_up=False,
                             buildargs={"BASE_IMAGE": base, "PYTHON_MINOR": minor},

@@ -1,24 +1,20 @@
-"""Models built on this machine (``targets.build``, cached), shipped with a function's or a
+"""Models built on this machine by the model provider (cached), shipped with a function's or a
 server's code as a local path: the local backend's ``ArtifactSource``."""
 
 from __future__ import annotations
 
-from typing import Any
+from ...provider import Built, get_provider
 
 
-def built_artifact(target: str) -> Any:
-    """``target``'s model file, built once and cached (``targets.build.Artifact``)."""
-    from targets.build import ensure
-    from targets.registry import get
-
-    spec = get(target)
-    return ensure(spec.model, spec.runtime)
+def built_artifact(model: str) -> Built:
+    """``model``'s file, built once and cached by the provider."""
+    return get_provider().artifact(model)
 
 
-def model_environment(target: str) -> dict[str, str]:
-    """Build (or find in the cache) the target's artifact here, so that sandboxes and servers
+def model_environment(model: str) -> dict[str, str]:
+    """Build (or find in the cache) the model's file here, so that sandboxes and servers
     only load it, as a deployed package would."""
-    return {"SERVEBENCH_MODEL_PATH": str(built_artifact(target).path)}
+    return {"SERVEBENCH_MODEL_PATH": str(built_artifact(model).path)}
 
 
 class BuiltModels:
@@ -27,7 +23,7 @@ class BuiltModels:
     def packaged(self, target: str) -> dict[str, str]:
         return model_environment(target)
 
-    def artifact(self, target: str) -> Any:
+    def artifact(self, target: str) -> Built:
         return built_artifact(target)
 
 

@@ -127,7 +127,7 @@ class PlatformBackend:
         ``environment`` follows Lambda's rules, but credentials and region in it (the object
         store's ``environment()``) are left out: the sandbox gets the platform's."""
         from ...functions.client import FunctionTarget
-        from ...functions.platform import DEFAULT_HANDLER, FunctionConfig
+        from ...functions.platform import FunctionConfig
 
         shape = Shape.for_lambda(memory_mb)  # Lambda's bounds before anything is built
         model_env = {k: v for k, v in {**self._model_environment(target, model_from),
@@ -139,7 +139,7 @@ class PlatformBackend:
             name=fname, target=target, memory_mb=memory_mb, timeout_s=timeout_s,
             reserved_concurrency=reserved_concurrency,
             provisioned_concurrency=provisioned_concurrency, keep_alive_s=keep_alive_s,
-            parallel_init=parallel_init, handler=handler or DEFAULT_HANDLER,
+            parallel_init=parallel_init, handler=handler or "",
             environment=model_env)
         srv = self.platform
         srv.deploy(config)
@@ -154,6 +154,13 @@ class PlatformBackend:
     def force_cold(self, function: FunctionTarget) -> None:
         """Retire the function's sandboxes: its next invocations are cold starts."""
         self.platform.force_cold(function.function)
+
+    def remove_function(self, function: FunctionTarget) -> None:
+        """Delete the function: its sandboxes stop now (a busy one when its invocation ends)
+        and a later ``function()`` of the same name deploys it afresh."""
+        if self._platform is None:
+            raise LookupError(f"{function.function!r} was not deployed here")
+        self._platform.remove(function.function)
 
     # -- servers ---------------------------------------------------------------------------
     def server(self, target: str = "mobilenet_v2", *, platform: str = "ec2",

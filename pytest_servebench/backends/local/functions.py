@@ -1,4 +1,5 @@
-"""Sandboxes as local processes: the Runtime Interface Emulator with ``targets.bootstrap`` (the
+"""Sandboxes as local processes: the Runtime Interface Emulator with the model provider's runtime
+module (``targets.bootstrap``: the
 ``awslambdaric`` runtime client) as its runtime, each on its own loopback ports, in a cgroup shaped
 like the function's memory size where the machine allows."""
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from ...functions.rie import find_rie
 from ...functions.sandbox import SandboxSpec, keep_recent
+from ...provider import get_provider
 from ...waiting import wait_for_async
 from .processes import StartError, free_port, kill_group, make_workdir, release_port, spawn
 from .shaping import Cgroup, Shape, Shaper
@@ -159,8 +161,9 @@ def _tree_peak_mb(pid: int) -> float | None:
     return total_kb / 1024 if total_kb else None
 
 
-# The runtime (targets/bootstrap.py, awslambdaric) is the platform's, as Lambda's runtime is
-# Lambda's; run by its path, since an uploaded package brings a ``targets`` of its own.
+# The runtime (the provider's runtime module, e.g. targets/bootstrap.py on awslambdaric) is the
+# platform's, as Lambda's runtime is Lambda's; run by its path, since an uploaded package may
+# bring a package of the same name of its own.
 _RUN_FILE = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
 
 
@@ -171,10 +174,10 @@ def _uploaded_code(task_root: str, env: dict[str, str], python: str) -> list[str
     folder. Returns the runtime's command, less the handler."""
     import importlib.util
 
-    spec = importlib.util.find_spec("targets.bootstrap")
+    module = get_provider().runtime_module
+    spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
-        raise StartError("the sandbox", "the platform's runtime (targets.bootstrap) is not "
-                         "installed")
+        raise StartError("the sandbox", f"the platform's runtime ({module}) is not installed")
     env["LAMBDA_TASK_ROOT"] = task_root
     env["PYTHONPATH"] = os.pathsep.join(p for p in (task_root, env.get("PYTHONPATH")) if p)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -216,7 +219,7 @@ class ProcessLauncher:
                         "LAMBDA_TASK_ROOT": str(workdir),
                         "SERVEBENCH_THREADS": str(shape.threads()),
                         "SERVEBENCH_SANDBOX_ID": spec.sandbox_id, "PYTHONUNBUFFERED": "1"})
-            runtime: list[str] = [self.python, "-m", "targets.bootstrap"]
+            runtime: list[str] = [self.python, "-m", get_provider().runtime_module]
             cwd: str | Path = workdir
             if spec.task_root is not None:
                 runtime, cwd = _uploaded_code(spec.task_root, env, self.python), spec.task_root

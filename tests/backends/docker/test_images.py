@@ -50,9 +50,12 @@ def test_the_key_follows_what_goes_in(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert images.image_key("mobilenet_v2", "sha256:base", rie) == (key, model)
     assert model.endswith(".onnx")
     assert images.image_key("mobilenet_v2", "sha256:other", rie)[0] != key
+    from pytest_servebench.provider import get_provider
+
+    provider = get_provider()
     changed = tmp_path / "Dockerfile"
-    changed.write_text(images.DOCKERFILE.read_text() + "\n# changed\n")
-    monkeypatch.setattr(images, "DOCKERFILE", changed)
+    changed.write_text(provider.dockerfile().read_text() + "\n# changed\n")
+    monkeypatch.setattr(type(provider), "dockerfile", lambda self: changed)
     assert images.image_key("mobilenet_v2", "sha256:base", rie)[0] != key
 
 

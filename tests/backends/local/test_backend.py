@@ -11,6 +11,7 @@ import pytest
 from pytest_servebench import ClosedLoop
 from pytest_servebench.backends.local.processes import StartError, tagged_processes
 from pytest_servebench.fixture import Servebench
+from pytest_servebench.waiting import wait_for
 
 pytest.importorskip("onnxruntime", reason="the targets need the [targets] extra")
 pytest.importorskip("awslambdaric", reason="the local Lambda platform needs [functions]")
@@ -188,3 +189,26 @@ def test_an_encoding_function_calls_an_inference_function(backend: Any, image: b
     bad = sb.run(ClosedLoop(concurrency=1, requests=1), payload=event("bad.jpg"))
     assert set(bad.errors) == {"function_error"}
     assert "415" in (bad.records[0].reply.detail or "")
+
+
+def test_a_removed_function_stops_its_sandboxes_and_deploys_afresh(backend: Any,
+                                                                   image: bytes) -> None:
+    """``remove_function`` (what a module's deployments do at its end): the sandboxes go, the
+    name is free, and deploying it again starts cold."""
+    fn = backend.function("mobilenet_v2", memory_mb=1024, name="removed")
+    first = Servebench(target=fn).run(ClosedLoop(concurrency=1, requests=3), payload=image)
+    assert first.success_ratio == 1.0 and first.cold_starts is not None
+    running = len(tagged_processes(backend.owner))
+    assert running >= 1
+    backend.remove_function(fn)
+    wait_for(lambda: len(tagged_processes(backend.owner)) < running, timeout_s=10,
+             what="the removed function's sandbox to stop")
+    assert backend.platform.platform is not None
+    assert "removed" not in backend.platform.platform.functions
+    with pytest.raises(LookupError, match="removed"):
+        backend.remove_function(fn)
+    again = backend.function("mobilenet_v2", memory_mb=1024, name="removed")
+    second = Servebench(target=again).run(ClosedLoop(concurrency=1, requests=3), payload=image)
+    assert second.success_ratio == 1.0
+    assert second.cold_starts is not None and second.cold_starts.count == 1
+    backend.remove_function(again)
