@@ -113,6 +113,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--servebench-task-size", default="1/2", metavar="VCPU/GB",
                     help="vCPU/memory GB of --target=fargate (default 1/2)")
     parser.addini("servebench_history", "path of the servebench JSON history", default="")
+    group.addoption("--servebench-report", default=None, metavar="FILE",
+                    help="write an HTML report of the session's results to FILE: figures, "
+                         "SLO verdicts, the comparison, trends (needs matplotlib: the "
+                         "[report] extra)")
     group.addoption("--servebench-records", default=None, metavar="DIR",
                     help="write each benchmarked test's per-request records as CSV into DIR")
     group.addoption("--servebench-xdist-group", choices=("module", "off"), default="module",
@@ -132,6 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("servebench_aws_plan"):  # stand-ins are not measurements
         config.option.servebench_no_save = True
         config.option.servebench_compare = None
+        config.option.servebench_report = None
     config.stash[SESSION_KEY] = _new_session(config)
     _settings(config)  # a bad setting is a usage error before anything is deployed
     from .options import check_options
@@ -462,7 +467,23 @@ def _new_session(config: pytest.Config) -> BenchSession:
         save=not config.getoption("servebench_no_save"),
         run_name=config.getoption("servebench_save"),
         keep=config.getoption("servebench_keep"),
-        records_dir=Path(records) if records else None))
+        records_dir=Path(records) if records else None,
+        report_path=_report_path(config)))
+
+
+def _report_path(config: pytest.Config) -> Path | None:
+    """``--servebench-report``'s file (from the invocation directory); without matplotlib,
+    a usage error now rather than a missing report at the end."""
+    raw = config.getoption("servebench_report")
+    if not raw:
+        return None
+    from .htmlreport import MissingMatplotlib, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except MissingMatplotlib as exc:
+        raise pytest.UsageError(f"--servebench-report: {exc}") from None
+    return Path(raw).resolve()
 
 
 def _metadata(config: pytest.Config) -> dict[str, Any]:

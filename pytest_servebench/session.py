@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .compare import Comparison
-    from .history import Entry, History
+    from .history import Entry, History, Run
     from .result import Result
     from .slo import SLOFailure, Verdict
 
@@ -51,6 +51,7 @@ class SessionOptions:
     run_name: str | None = None
     keep: int | None = None  # None: history.DEFAULT_KEEP
     records_dir: Path | None = None
+    report_path: Path | None = None  # --servebench-report: the HTML report
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class BenchSession:
         self.comparison: Comparison | None = None
         self.messages: list[Message] = []
         self._pending: dict[str, list[Result]] = {}
+        self.saved: Run | None = None  # the run added to the history, once it is
 
     # --- per test ---------------------------------------------------------------------------
 
@@ -144,6 +146,9 @@ class BenchSession:
         """Compare (when asked) and save (unless told not to); ``metadata`` is asked for the
         saved run's metadata. True when the session must fail."""
         if not self.entries:
+            if self.options.report_path is not None:
+                self.messages.append(Message("warning", "--servebench-report: this session "
+                                                        "measured nothing; no report written"))
             return False
         from .history import History, HistoryError
 
@@ -157,7 +162,32 @@ class BenchSession:
         except HistoryError as exc:
             self.messages.append(Message("error", f"history: {exc}"))
             failed = True
+        if self.options.report_path is not None:
+            failed = not self._report(history, self.options.report_path) or failed
         return failed
+
+    def _report(self, history: History, path: Path) -> bool:
+        """Write the HTML report of this run, with the trends of the history's runs before
+        it; False (and a message) when it cannot be written."""
+        from .history import HistoryError, new_run
+        from .htmlreport import write_report
+
+        try:
+            runs = history.runs()
+        except HistoryError:  # already reported: the report shows this run alone
+            runs = []
+        current = self.saved or new_run(self.entries, backend=",".join(
+            sorted({e.backend for e in self.entries})))
+        at = next((i for i, r in enumerate(runs) if r.run_id == current.run_id), None)
+        if at is None:  # not saved (--servebench-no-save): reported all the same
+            runs, at = [*runs, current], len(runs)
+        try:
+            write_report(path, runs, run_index=at, comparison=self.comparison)
+        except (OSError, ValueError) as exc:
+            self.messages.append(Message("error", f"--servebench-report: {path}: {exc}"))
+            return False
+        self.messages.append(Message("info", f"report: {path}"))
+        return True
 
     def _warn_or_fail(self, policy: Policy, text: str) -> bool:
         if policy == "fail":
@@ -212,6 +242,7 @@ class BenchSession:
                       metadata=metadata)
         keep = self.options.keep
         history.append(run, keep=DEFAULT_KEEP if keep is None else keep)
+        self.saved = run
         self.messages.append(Message(
             "info", f"saved run {run.run_id}" + (f" ({run.name})" if run.name else "")
                     + f" with {len(self.entries)} result(s) to {history.path}"))

@@ -8,6 +8,7 @@ imports this package).
 - ``serve``: a model's HTTP app
 - ``lambda_``: the local Lambda platform
 - ``build``: ``build``, ``package``, ``base-image``, ``image``
+- ``report``: the HTML report of a run
 - ``aws``: from the aws backend (``backends/aws/commands.py``)
 """
 
@@ -17,13 +18,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import build, cost, history, lambda_, load, serve
+from . import build, cost, history, lambda_, load, report, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servebench", description="pytest-servebench tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (load, cost, history, serve, lambda_, build):
+    for group in (load, cost, history, serve, lambda_, build, report):
         group.add_parser(sub)
 
     from ..backends.aws.commands import add_parser as add_aws_parser
