@@ -435,7 +435,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     except BaseException as exc:
         error = exc
     bounds = [b for mark in item.iter_markers("slo") for b in mark.args]
-    failure = item.config.stash[SESSION_KEY].end_test(item.nodeid, bounds=bounds, error=error)
+    bench = item.config.stash[SESSION_KEY]
+    before = len(bench.entries)
+    failure = bench.end_test(item.nodeid, bounds=bounds, error=error)
+    if len(bench.entries) > before:  # JUnit XML <properties>, as record_property adds them
+        from .ci import item_properties
+
+        item.user_properties.extend(item_properties(bench.entries[before:]))
     if error is not None:
         raise error
     if failure is not None:
@@ -506,6 +512,30 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if bench.finish(metadata=lambda: _metadata(config)) \
             and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    import os
+
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary and bench.entries:  # GitHub Actions' job summary
+        from .ci import append_step_summary
+
+        try:
+            append_step_summary(step_summary, bench.entries)
+        except OSError as exc:
+            from .session import Message
+
+            bench.messages.append(Message("warning", f"GITHUB_STEP_SUMMARY: {exc}"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any,
+                                 output_json: dict[str, Any]) -> None:
+    """pytest-benchmark's JSON (``--benchmark-json``, ``--benchmark-autosave``) also holds
+    this session's servebench results, group ``servebench`` (see ``ci``)."""
+    bench = config.stash.get(SESSION_KEY, None)
+    if bench is not None and bench.entries:
+        from .ci import pytest_benchmark_entries
+
+        output_json.setdefault("benchmarks", []).extend(pytest_benchmark_entries(bench.entries))
 
 
 @pytest.hookimpl(optionalhook=True)

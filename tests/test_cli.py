@@ -123,7 +123,7 @@ def test_history_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["history", "list", "--history", str(path)]) == 0
     out = capsys.readouterr().out
     assert "base" in out and "slow" in out
-    assert main(["history", "show", "base", "--history", str(path)]) == 0
+    assert main(["history", "show", "base", "--history", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "base"
     assert main(["history", "compare", "slow", "--history", str(path), "--fail", "p50:10%"]) == 1
     assert "REGRESSION" in capsys.readouterr().out
