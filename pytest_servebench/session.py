@@ -182,7 +182,8 @@ class BenchSession:
         if at is None:  # not saved (--servebench-no-save): reported all the same
             runs, at = [*runs, current], len(runs)
         try:
-            write_report(path, runs, run_index=at, comparison=self.comparison)
+            write_report(path, runs, run_index=at, comparison=self.comparison,
+                         records_dir=self.options.records_dir)
         except (OSError, ValueError) as exc:
             self.messages.append(Message("error", f"--servebench-report: {path}: {exc}"))
             return False

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -121,6 +122,41 @@ def test_time_series_of_a_scheduled_run_only() -> None:
     assert s.drops == 3 and s.errors == {"timeout": 3} and s.count == sum(s.rates) + 3
 
 
+def _records_csv(rows: list[tuple[int, float, float, int, str]]) -> str:
+    """(warmup, intended_s, latency_s, ok, error) rows as ``Result.records_csv`` writes them."""
+    head = ("index,warmup,intended_s,sent_s,done_s,latency_s,ok,error,status,cold_start,"
+            "init_duration_s,billed_duration_s,sandbox_id")
+    return "\n".join([head, *(f"{i},{w},{t},{t},{t + lat},{lat},{ok},{err},,,,,"
+                               for i, (w, t, lat, ok, err) in enumerate(rows))]) + "\n"
+
+
+RECORDS = [(1, 0.0, 0.5, 1, ""), (0, 0.1, 0.02, 1, ""), (0, 0.2, 0.03, 1, ""),
+           (0, 0.3, 5.0, 0, "timeout"), (0, 0.4, 0.0, 0, "http_503"), (0, 0.5, 0.0, 0, "http_503")]
+
+
+def test_request_timeline_leaves_out_the_warm_up_and_places_the_drops() -> None:
+    import csv
+    import io
+
+    t = fg.request_timeline("x", csv.DictReader(io.StringIO(_records_csv(RECORDS))))
+    assert t.sent_s == (0.1, 0.2) and t.latency_s == (0.02, 0.03)
+    assert t.dropped_s == (0.3, 0.4, 0.5) and t.errors == {"timeout": 1, "http_503": 2}
+
+
+def test_timelines_are_read_for_the_entries_whose_records_match(tmp_path: Path) -> None:
+    from pytest_servebench.htmlreport.recorded import records_file, timelines
+
+    bursts = next(e for e in study_entries() if e.nodeid.endswith("[<peak>=40]"))
+    five = replace(bursts, count=5)
+    path = records_file(tmp_path, five.nodeid, 0)
+    assert path.name == "suites_test_study.py__test_bursts__peak__40_.0.csv"
+    path.write_text(_records_csv(RECORDS))
+    assert list(timelines(tmp_path, [five])) == [five.key]
+    # The file of another run (another number of requests) is not this entry's.
+    assert timelines(tmp_path, [bursts]) == {}
+    assert timelines(tmp_path / "none", [five]) == {}
+
+
 def test_trends_follow_a_key_over_the_runs_that_hold_it() -> None:
     runs = study_runs(4)
     target = runs[-1].entries[0]
@@ -168,7 +204,21 @@ def test_page_shows_verdicts_and_escapes_names() -> None:
     assert '<span class="badge fail">p99 &lt; 200ms: fail</span>' in page
     assert '<span class="badge inconclusive">success_ratio &gt;= 0.99: inconclusive' in page
     assert "cheapest: ec2:c5.large" in page
-    assert "latency over time and when the drops happened are not kept" in page
+    assert "which 1 scheduled result(s) lack (--servebench-records DIR" in page
+
+
+@needs_matplotlib
+def test_records_add_latency_and_drops_over_time(tmp_path: Path) -> None:
+    from pytest_servebench.htmlreport.recorded import records_file
+
+    runs = study_runs(1)
+    bursts = next(e for e in runs[0].entries if e.nodeid.endswith("[<peak>=40]"))
+    rows = [(0, i * 0.08, 0.015, 1, "") for i in range(bursts.ok_count)]
+    rows += [(0, 3.0 + i, 0.0, 0, "timeout") for i in range(bursts.count - bursts.ok_count)]
+    records_file(tmp_path, bursts.nodeid, 0).write_text(_records_csv(rows))
+    page = render_report(runs, records_dir=tmp_path)
+    assert page.count("<svg") == FIGURES - 3 + 1
+    assert "latency and drops over time" in page and "scheduled result(s) lack" not in page
 
 
 @needs_matplotlib

@@ -91,6 +91,25 @@ def test_an_unsaved_run_is_reported_all_the_same(pytester: pytest.Pytester,
 
 
 @needs_matplotlib
+def test_with_records_a_scheduled_run_is_drawn_request_by_request(
+        pytester: pytest.Pytester, loopback: Callable[..., LoopbackServer]) -> None:
+    server = loopback()
+    pytester.makepyfile("""
+from pytest_servebench import OpenLoop
+
+def test_open(servebench):
+    servebench.run(OpenLoop(rate=100, duration=0.5, arrival="constant"), payload=b"x")
+""")
+    result = pytester.runpytest("--target=http", f"--servebench-url={server.url}",
+                                "--servebench-no-save", "--servebench-records=rec",
+                                "--servebench-report=r.html")
+    assert result.ret == 0
+    page = (pytester.path / "r.html").read_text()
+    assert "latency and drops over time" in page and "0 dropped" in page
+    assert "scheduled result(s) lack" not in page
+
+
+@needs_matplotlib
 def test_a_session_that_measured_nothing_writes_no_report(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain():\n    pass\n")
     result = pytester.runpytest("--servebench-report=r.html")

@@ -25,6 +25,9 @@ def add_parser(sub: Any) -> None:
                           "(default: the plugin's)")
     rep.add_argument("--trend-runs", type=int, default=TREND_RUNS, metavar="N",
                      help=f"runs shown in each trend (default {TREND_RUNS})")
+    rep.add_argument("--records", default=None, metavar="DIR",
+                     help="the run's per-request records (written by --servebench-records "
+                          "DIR): latency and drops over time of its scheduled runs")
     rep.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file")
     rep.set_defaults(func=report_command)
 
@@ -48,7 +51,7 @@ def report_command(args: argparse.Namespace) -> int:
                                  thresholds=parse_thresholds(args.fail or DEFAULT_FAIL_SPEC),
                                  machine_id=fingerprint_id(runs[at].machine))
     path = write_report(args.output, runs, run_index=at, comparison=comparison,
-                        trend_runs=args.trend_runs)
+                        trend_runs=args.trend_runs, records_dir=args.records)
     run = runs[at]
     print(f"servebench: wrote {path} (run {run.run_id}, {len(run.entries)} results, "
           f"{path.stat().st_size / 1024:,.0f} KiB)")

@@ -316,8 +316,7 @@ def time_series(entries: Iterable[Entry]) -> list[TimeSeries]:
     out = []
     for e in entries:
         window = e.throughput_window
-        if e.workload.get("kind") in (None, "closed") or window is None \
-                or len(window.counts) < 2:
+        if not is_scheduled(e) or window is None or len(window.counts) < 2:
             continue
         width = window.width_s / len(window.counts)
         out.append(TimeSeries(
@@ -325,6 +324,43 @@ def time_series(entries: Iterable[Entry]) -> list[TimeSeries]:
             window.width_s, tuple(window.rates()), e.offered_rate, e.count - e.ok_count,
             dict(e.errors), e.count))
     return out
+
+
+@dataclass(frozen=True)
+class RequestTimeline:
+    """Every measured request of a run over time, from its per-request records
+    (``--servebench-records``): when each was due to be sent (seconds from the run's start),
+    the latency of those that succeeded, and when the failed ones (drops) were sent."""
+
+    label: str
+    sent_s: tuple[float, ...]
+    latency_s: tuple[float, ...]
+    dropped_s: tuple[float, ...]
+    errors: Mapping[str, int]
+
+
+def request_timeline(label: str, rows: Iterable[Mapping[str, str]]) -> RequestTimeline:
+    """A timeline from the rows of a records CSV (``Result.records_csv``); warm-up requests
+    are left out, as the statistics leave them out."""
+    sent, latency, dropped = [], [], []
+    errors: dict[str, int] = {}
+    for row in rows:
+        if row["warmup"] == "1":
+            continue
+        at = float(row["intended_s"])
+        if row["ok"] == "1":
+            sent.append(at)
+            latency.append(float(row["latency_s"]))
+        else:
+            dropped.append(at)
+            kind = row["error"] or "error"
+            errors[kind] = errors.get(kind, 0) + 1
+    return RequestTimeline(label, tuple(sent), tuple(latency), tuple(dropped), errors)
+
+
+def is_scheduled(entry: Entry) -> bool:
+    """An open-loop or bursty run: requests sent on a schedule, not by waiting users."""
+    return entry.workload.get("kind") not in (None, "closed")
 
 
 # --- history trends -----------------------------------------------------------------------------

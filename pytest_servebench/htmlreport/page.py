@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..metrics import format_value
@@ -179,8 +180,9 @@ def _figure(heading: str, svg: str, caption: str = "") -> str:
 
 def module_section(module: str, entries: Sequence[Entry], runs: Sequence[Run],
                    canvas: Canvas, *, comparison: Comparison | None = None,
-                   trend_runs: int = TREND_RUNS,
-                   confidence: float = DEFAULT_CONFIDENCE) -> str:
+                   trend_runs: int = TREND_RUNS, confidence: float = DEFAULT_CONFIDENCE,
+                   timelines: Mapping[str, figures.RequestTimeline] | None = None) -> str:
+    """``timelines``: per-request records by entry key (``recorded.timelines``)."""
     from . import plots
 
     out = [f'<section id="{_anchor(module)}"><h2>{_e(module)}</h2>', results_table(entries)]
@@ -215,9 +217,18 @@ def module_section(module: str, entries: Sequence[Entry], runs: Sequence[Run],
     if series:
         figs.append(_figure(_short(module), plots.time_series_svg(canvas, series,
                                                                   _short(module))))
+    scheduled = [e for e in entries if figures.is_scheduled(e)]
+    recorded = [timelines[e.key] for e in scheduled if timelines and e.key in timelines]
+    if recorded:
+        figs.append(_figure(_short(module), plots.timeline_svg(canvas, recorded,
+                                                               _short(module))))
+    if len(recorded) < len(scheduled):
+        lacking = len(scheduled) - len(recorded)
         notes.append("Over time: the history keeps completions per interval of the measuring "
                      "window and the drops in total; latency over time and when the drops "
-                     "happened are not kept (--servebench-records DIR writes every request).")
+                     f"happened come from per-request records, which {lacking} scheduled "
+                     "result(s) lack (--servebench-records DIR writes them; servebench report "
+                     "--records DIR reads them).")
     if figs:
         out.append('<div class="figs">' + "".join(figs) + "</div>")
     trend_figs = []
@@ -284,8 +295,9 @@ def _overview(groups: Mapping[str, Sequence[Entry]]) -> str:
 
 def render(runs: Sequence[Run], *, run_index: int = -1, comparison: Comparison | None = None,
            trend_runs: int = TREND_RUNS, confidence: float = DEFAULT_CONFIDENCE,
-           title: str = "servebench report") -> str:
-    """The page for ``runs[run_index]``; the runs before it give the trends."""
+           title: str = "servebench report", records_dir: Path | None = None) -> str:
+    """The page for ``runs[run_index]``; the runs before it give the trends;
+    ``records_dir``: that run's per-request records (``--servebench-records``)."""
     from .plots import Canvas
 
     if not runs:
@@ -295,12 +307,18 @@ def render(runs: Sequence[Run], *, run_index: int = -1, comparison: Comparison |
     entries = list(run.entries)
     canvas = Canvas()
     groups = figures.group_by_module(entries)
+    timelines = None
+    if records_dir is not None:
+        from .recorded import timelines as read_timelines
+
+        timelines = read_timelines(records_dir, [e for e in entries if figures.is_scheduled(e)])
     body = [f"<header><h1>{_e(title)}</h1>{_meta(run)}</header>", _overview(groups)]
     if comparison is not None:
         body.append("<h2>Comparison with the baseline</h2>" + compare_table(comparison))
     for module, group in groups.items():
         body.append(module_section(module, group, upto, canvas, comparison=comparison,
-                                   trend_runs=trend_runs, confidence=confidence))
+                                   trend_runs=trend_runs, confidence=confidence,
+                                   timelines=timelines))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)} {_e(run.run_id)}</title><style>{CSS}</style></head>"

@@ -18,6 +18,7 @@ from .figures import (
     ColdStartBar,
     ConcurrencyCurve,
     CostChart,
+    RequestTimeline,
     Spectrum,
     TimeSeries,
     Trend,
@@ -262,6 +263,32 @@ def time_series_svg(canvas: Canvas, series: Sequence[TimeSeries], title: str) ->
         axes[-1][0].set_xlabel("seconds into the measuring window")
         fig.suptitle("throughput over time", fontsize=11)
     return canvas.svg(fig, f"{title}: throughput over time")
+
+
+def timeline_svg(canvas: Canvas, timelines: Sequence[RequestTimeline], title: str) -> str:
+    """Each request's latency against when it was due (log scale), the drops as crosses
+    along the top; one panel per run."""
+    with canvas.figure(1.0 + 1.8 * len(timelines)) as fig:
+        axes: Any = fig.subplots(len(timelines), 1, squeeze=False)
+        for i, t in enumerate(timelines):
+            ax = axes[i][0]
+            ax.scatter(t.sent_s, [_ms(v) for v in t.latency_s], s=5, alpha=0.6, lw=0,
+                       color=COLOURS[i % len(COLOURS)], label="latency of a request")
+            ax.set_yscale("log")
+            _plain_log(ax.yaxis)
+            if t.dropped_s:
+                ax.plot(t.dropped_s, [1.0] * len(t.dropped_s), "x", color=COLOURS[3], ms=5,
+                        transform=ax.get_xaxis_transform(), clip_on=False,
+                        label="dropped")
+            drops = ", ".join(f"{k} {n}" for k, n in sorted(t.errors.items()))
+            ax.set_title(f"{t.label}: {len(t.dropped_s)} dropped" + (f" ({drops})" if drops
+                                                                     else ""),
+                         fontsize=10, loc="left")
+            ax.set_ylabel("ms")
+            ax.legend(loc="upper left", fontsize=8, markerscale=2)
+        axes[-1][0].set_xlabel("seconds from the start of the run (when each was due)")
+        fig.suptitle("latency and drops over time", fontsize=11)
+    return canvas.svg(fig, f"{title}: latency and drops over time")
 
 
 def trends_svg(canvas: Canvas, trends: Sequence[Trend], title: str) -> str:
