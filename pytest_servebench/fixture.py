@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine import drive, run_sync
+from .records import CompletesRecordings
 from .result import Result, summarize
 from .settings import Settings
 from .target import Payload, Target
@@ -121,6 +122,8 @@ class Servebench:
             with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
                 recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
                                                    time_limit_s=limit_s))
+            if isinstance(tgt, CompletesRecordings):
+                recording = tgt.complete(recording)
         result = summarize(
             recording, target=tgt.name, target_profile=tgt.describe(),
             workload={"str": str(workload), **workload.describe()},

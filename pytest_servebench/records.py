@@ -4,6 +4,7 @@ statistics (``result.summarize`` turns a ``Recording`` into a ``Result``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from .target import Reply
 
@@ -70,3 +71,11 @@ class Recording:
     max_in_flight: int
     scheduled: bool
     window_completions: float | None = None
+
+
+@runtime_checkable
+class CompletesRecordings(Protocol):
+    """A target that can fill in, after a run, what its replies lacked (a function whose log
+    tail was cut reads its REPORT lines from CloudWatch Logs); called before statistics."""
+
+    def complete(self, recording: Recording) -> Recording: ...

@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ..http_client import HttpClient
+from ..records import Recording
 from ..target import Client, Payload, Reply
-from .report import ReportParseError, decode_tail, find_report
+from .report import InvocationReport, ReportParseError, ReportSource, decode_tail, find_report
 from .sigv4 import Credentials, RequestSigner, payload_sha256
 
 _MAX_DETAIL = 512
@@ -38,6 +39,19 @@ def event_for(payload: Payload) -> Payload:
     return Payload(json.dumps(event).encode(), "application/json")
 
 
+REPORT_MISSING = "report_missing"  # Reply.extra: the request id whose REPORT the tail lacked
+
+
+def report_fields(report: InvocationReport) -> dict[str, Any]:
+    """A ``Reply``'s platform fields from a REPORT line."""
+    return {"cold_start": report.cold_start,
+            "init_duration_s": None if report.init_duration_ms is None
+            else report.init_duration_ms / 1000,
+            "duration_s": report.duration_ms / 1000,
+            "billed_duration_s": report.billed_duration_ms / 1000,
+            "max_memory_mb": float(report.max_memory_used_mb)}
+
+
 def reply_from_invoke(reply: Reply, *, proxied: bool) -> Reply:
     """Turn an Invoke API response into a ``Reply`` with the platform's measurements."""
     headers: dict[str, str] = reply.extra.get("headers", {})
@@ -47,20 +61,18 @@ def reply_from_invoke(reply: Reply, *, proxied: bool) -> Reply:
             return Reply.failure("throttled", reply.detail, status=429)
         return Reply(ok=False, error=reply.error, status=reply.status, detail=reply.detail)
     fields: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     tail = headers.get("x-amz-log-result")
+    report = None
     if tail:
         try:
             report = find_report(decode_tail(tail))
         except (ReportParseError, ValueError) as exc:
             return Reply.failure("bad_report", str(exc), status=reply.status)
-        if report is not None:
-            fields = {"cold_start": report.cold_start,
-                      "init_duration_s": None if report.init_duration_ms is None
-                      else report.init_duration_ms / 1000,
-                      "duration_s": report.duration_ms / 1000,
-                      "billed_duration_s": report.billed_duration_ms / 1000,
-                      "max_memory_mb": float(report.max_memory_used_mb)}
-    extra: dict[str, Any] = {}
+    if report is not None:
+        fields = report_fields(report)
+    else:  # no tail, or one cut before its REPORT line: the logs have it (``complete``)
+        extra[REPORT_MISSING] = headers.get("x-amzn-requestid") or ""
     phases = headers.get("x-servebench-init-phases")
     if phases:
         with contextlib.suppress(ValueError):
@@ -139,6 +151,30 @@ class FunctionTarget:
     profile: dict[str, Any] = field(default_factory=dict)
     credentials: Credentials | None = field(default=None, repr=False, compare=False)
     region: str = "us-east-1"  # the signature's scope
+    # Where REPORT lines are found when a reply's log tail lacks one (CloudWatch Logs on AWS).
+    reports: ReportSource | None = field(default=None, repr=False, compare=False)
+
+    def complete(self, recording: Recording) -> Recording:
+        """Fill in the platform's measurements of replies whose log tail had no REPORT line
+        (no tail, or one cut before it) from ``reports``; replies still without one keep
+        their ``report_missing`` mark, and the result counts them."""
+        missing = {r.reply.extra[REPORT_MISSING]: i for i, r in enumerate(recording.records)
+                   if r.reply.extra.get(REPORT_MISSING)}
+        if self.reports is None or not missing:
+            return recording
+        found = self.reports.reports(self.function.partition(":")[0], set(missing),
+                                     since_unix_s=recording.started_unix_s)
+        records = list(recording.records)
+        for request_id, report in found.items():
+            i = missing.get(request_id)
+            if i is None:
+                continue
+            reply = records[i].reply
+            extra = {k: v for k, v in reply.extra.items() if k != REPORT_MISSING}
+            extra["report_from"] = "logs"
+            records[i] = replace(records[i], reply=replace(reply, **report_fields(report),
+                                                           extra=extra))
+        return replace(recording, records=tuple(records))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "function", "platform": "lambda", "function": self.function,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 _FIELD = re.compile(r"([A-Za-z][A-Za-z ]*?): ([^\t]+?)(?:\t|$)")
 _MS = re.compile(r"^([0-9]+(?:\.[0-9]+)?) ms$")
@@ -117,6 +118,16 @@ def find_report(log: str) -> InvocationReport | None:
         if line.startswith("REPORT "):
             return parse_report(line)
     return None
+
+
+class ReportSource(Protocol):
+    """Where an invocation's REPORT line can be read after the fact (CloudWatch Logs)."""
+
+    def reports(self, function: str, request_ids: set[str], *,
+                since_unix_s: float) -> dict[str, InvocationReport]:
+        """The REPORT lines of ``function``'s invocations among ``request_ids`` since
+        ``since_unix_s``, by request id: those found within the source's own bounded wait."""
+        ...
 
 
 def encode_tail(log: str) -> str:

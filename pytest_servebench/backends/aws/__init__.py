@@ -249,8 +249,11 @@ class AwsBackend:
             # machine: the price is arm64's, the measurement is not.
             profile["arch_note"] = (f"{arch} is priced as {arch}, but {endpoint} runs it on "
                                     f"this {machine_arch()} machine")
+        from .logs import CloudWatchReports
+
         target_ = FunctionTarget(endpoint, invoke_name, name=f"lambda:{label}", profile=profile,
-                                 credentials=self.credentials(), region=self.region)
+                                 credentials=self.credentials(), region=self.region,
+                                 reports=CloudWatchReports(self.client("logs")))
         self._functions[fname] = target_
         return target_
 
