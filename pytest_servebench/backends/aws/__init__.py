@@ -23,13 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from ...functions.client import FunctionTarget
 from ...functions.sigv4 import Credentials
-from ..base import Capabilities
+from ...waiting import wait_for
+from ..base import Capabilities, ServerTarget
 from .budget import Budget
 from .resources import Ledger, Resource, RunTags, error_code, is_gone
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from ...pricebook import PriceBook
     from ...records import Recording
+    from .images import ImagePublisher, PublishedImage
+    from .servers import Provisioned, Reach, ServerBill
 
 log = logging.getLogger("servebench.aws")
 
@@ -45,6 +51,7 @@ IAM_PROPAGATION_S = 90.0  # a new role can take seconds to become assumable by L
 READY_TIMEOUT_S = 300.0
 LOG_RETENTION_DAYS = 1
 ARCHES = ("x86_64", "arm64")
+PLATFORMS = ("lambda", "ec2", "fargate", "sagemaker")
 
 
 class AwsBackendError(RuntimeError):
@@ -57,7 +64,9 @@ class AwsBackend:
     def __init__(self, *, region: str | None = None, profile: str | None = None,
                  role_arn: str | None = None, tags: RunTags | None = None,
                  session: Any = None, budget: Budget | None = None,
-                 price_book: PriceBook | None = None, plan: bool = False) -> None:
+                 price_book: PriceBook | None = None, plan: bool = False,
+                 reach: Reach | None = None, images: ImagePublisher | None = None,
+                 ready_timeout_s: float | None = None) -> None:
         from botocore.config import Config
 
         self.plan = plan  # estimate only: nothing is deployed, nothing is sent
@@ -83,15 +92,30 @@ class AwsBackend:
         self._bucket: str | None = None
         self._role_created = False
         self._uploaded: set[str] = set()  # package keys in the run's bucket (content-named)
+        # Servers: the address seam (None: chosen from SERVEBENCH_AWS_SERVERS when first
+        # needed), the image publisher (None: a push on AWS, none offline), their bills.
+        self.reach: Reach | None = reach
+        self.images: ImagePublisher | None = images
+        self.ready_timeout_s = ready_timeout_s
+        self.bills: list[ServerBill] = []
+        self._servers: dict[str, _Running] = {}
+        self._server_count = 0
+        self._group_id: str | None = None
+        self._subnet_id: str | None = None
+        self._cluster: str | None = None
+        self._service_roles: dict[str, str] = {}
+        self._images: dict[str, PublishedImage] = {}
+        self._log_groups: set[str] = set()
 
     def capabilities(self) -> Capabilities:
         """Lambda holds a function to its memory size (CPU in proportion); a stand-in endpoint
         (the local platform, in tests) has limits of its own, unknown here."""
         endpoint = str(self.client("lambda").meta.endpoint_url)
         if _is_aws(endpoint):
-            return Capabilities(("lambda",), memory_limits=True, cpu_limits=True,
-                                limits="AWS Lambda: the memory size, CPU in proportion")
-        return Capabilities(("lambda",), memory_limits=False, cpu_limits=False,
+            return Capabilities(PLATFORMS, memory_limits=True, cpu_limits=True,
+                                limits="AWS: a function's memory size (CPU in proportion), a "
+                                       "server's instance type or task size")
+        return Capabilities(PLATFORMS, memory_limits=False, cpu_limits=False,
                             limits=f"{endpoint} is not AWS: its limits are its own")
 
     # -- plumbing --------------------------------------------------------------------------
@@ -347,13 +371,394 @@ class AwsBackend:
 
     # -- servers ---------------------------------------------------------------------------
     def server(self, target: str = "mobilenet_v2", *, platform: str = "ec2",
-               **_: Any) -> Any:
-        raise ValueError(f"the aws backend deploys Lambda functions; {platform} servers on "
-                         "AWS are not built yet (use --servebench-backend=local or docker "
-                         "for server cases)")
+               instance_type: str | None = None, vcpu: float | None = None,
+               memory_gb: float | None = None, workers: int = 1, threads: int | None = None,
+               slots: int | None = None, prices: PriceBook | None = None,
+               model_from: str = "package", arch: str = "x86_64") -> ServerTarget:
+        """Provision ``target`` on ``platform`` and return it ready: an EC2 instance of
+        ``instance_type`` (default c5.large), a Fargate task of ``vcpu``/``memory_gb``
+        (``arch``), or a SageMaker endpoint of an ``ml.*`` type. The budget guard admits its
+        hours first; ``stop_server`` (or ``close``) removes it and charges its bill, launch to
+        termination (``bills``)."""
+        from ...platforms import FargateProfile, server_profile
+        from .servers import ASSUMED_LIFETIME_S
 
-    def stop_server(self, target: Any) -> None:
-        raise LookupError(f"{getattr(target, 'name', target)} was not started by this backend")
+        book = prices or self.price_book()
+        if platform in ("ec2", "sagemaker") and instance_type is None:
+            instance_type = "c5.large"
+        chosen = server_profile(platform, instance_type=instance_type, vcpu=vcpu,
+                                memory_gb=memory_gb, arch=arch, book=book)
+        if model_from != "package":
+            raise ValueError(f"model_from={model_from!r}: the aws backend's servers carry the "
+                             "model in their package or image only")
+        usd_per_hour = chosen.usd_per_hour(book)
+        profile: dict[str, Any] = {"backend": self.name, "platform": platform,
+                                   "target": target, "region": self.region,
+                                   "usd_per_hour": usd_per_hour, "price_book_as_of": book.as_of,
+                                   "workers": workers}
+        if isinstance(chosen, FargateProfile):
+            size = f"{chosen.vcpu:g}vCPU-{chosen.memory_gb:g}GB"
+            profile.update(vcpu=chosen.vcpu, memory_gb=chosen.memory_gb, arch=chosen.arch)
+        else:
+            size = chosen.instance_type
+            profile.update(instance_type=chosen.instance_type, vcpu=chosen.vcpu,
+                           memory_gb=chosen.memory_gib, arch=chosen.arch)
+            if chosen.gpu:
+                profile["gpu"] = chosen.gpu
+        label = f"{platform}-{size}-{target}"
+        name = f"{platform}:{size}:{target}"
+        estimate = usd_per_hour * ASSUMED_LIFETIME_S / 3600.0
+        what = f"{name} ({chosen.basis()}, {ASSUMED_LIFETIME_S / 60:.0f} min assumed)"
+        if self.plan:
+            self.planned.append(PlannedRun(what, name, "server hours", 0.0, estimate))
+            return ServerTarget(f"http://{platform}.planned.invalid/predict", name=name,
+                                profile={**profile, "planned": True})
+        from .budget import OverBudget
+
+        try:
+            self.budget.admit(what, estimate)
+        except OverBudget as exc:
+            raise AwsBackendError(str(exc)) from None
+        self._server_count += 1
+        label = f"{label}-{self._server_count}"  # a test may start the same shape twice
+        if platform == "sagemaker":
+            return self._start_endpoint(target, chosen.shape, label, name, profile, workers,
+                                        threads)
+        start = self._start_instance if platform == "ec2" else self._start_task
+        return start(target, chosen, label, name, profile, workers, threads)
+
+    def _poll_s(self, service: str) -> float:
+        """How often to ask a control plane: AWS's, every few seconds; an offline one (moto)
+        answers at once."""
+        return 5.0 if _is_aws(str(self.client(service).meta.endpoint_url)) else 0.1
+
+    def _undo(self, made: list[Resource]) -> None:
+        """Remove what a failed start made, newest first (its own failure is what raises)."""
+        for resource in reversed(made):
+            self.ledger.forget(resource)
+            try:
+                self._remove(resource)
+            except Exception as exc:
+                log.warning("could not remove %s %s after a failed start: %s", resource.kind,
+                            resource.name, exc)
+
+    def _reach(self) -> Reach:
+        if self.reach is None:
+            from .servers import reach_from_environment
+
+            self.reach = reach_from_environment(
+                control_plane_is_aws=_is_aws(str(self.client("ec2").meta.endpoint_url)))
+        return self.reach
+
+    def _security_group(self) -> str:
+        """The run's group: the caller's address on the serving port, nothing else."""
+        if self._group_id is None:
+            from . import ec2
+            from .servers import SERVING_PORT
+
+            client = self.client("ec2")
+            vpc = ec2.default_vpc(client)
+            name = self.tags.name("servers")
+            group = ec2.security_group(client, name=name, vpc_id=vpc,
+                                       caller_cidr=self._reach().caller_cidr(),
+                                       port=SERVING_PORT, tags=self.tags.as_list())
+            self.ledger.add(Resource("security_group", group))
+            self._group_id, self._subnet_id = group, ec2.default_subnet(client, vpc)
+        return self._group_id
+
+    def _upload(self, path: Path, key: str) -> str:
+        if key not in self._uploaded:
+            self.client("s3").upload_file(str(path), self.bucket(), key)
+            self._uploaded.add(key)
+        return key
+
+    def _presigned(self, key: str) -> str:
+        """A GET URL of ``key`` in the run's bucket, signed with SigV4 (boto3 may otherwise
+        sign presigned URLs with the deprecated SigV2 in us-east-1)."""
+        from botocore.config import Config
+
+        from .ec2 import PRESIGN_S
+
+        s3 = self.session.client("s3", config=self._config.merge(
+            Config(signature_version="s3v4")))
+        return str(s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket(), "Key": key}, ExpiresIn=PRESIGN_S))
+
+    def _start_instance(self, target: str, chosen: Any, label: str, name: str,
+                        profile: dict[str, Any], workers: int,
+                        threads: int | None) -> ServerTarget:
+        from . import ec2
+        from .packaging import build_zip
+        from .servers import SERVING_PORT, Provisioned
+
+        client = self.client("ec2")
+        ami = ec2.resolve_ami(self.client("ssm"), chosen.arch, gpu=chosen.gpu)
+        group = self._security_group()
+        package = build_zip(target)
+        package_key = self._upload(package.path, f"packages/{package.path.name}")
+        code = ec2.code_zip()
+        code_key = self._upload(code, f"code/{code.name}")
+        script = ec2.user_data(target, package_url=self._presigned(package_key),
+                               code_url=self._presigned(code_key),
+                               model_file=package.model_file, port=SERVING_PORT,
+                               workers=workers, threads=threads, arch=chosen.arch)
+        assert self._subnet_id is not None
+        launched = time.time()
+        instance = ec2.run_instance(client, ami=ami, instance_type=chosen.instance_type,
+                                    group_id=group, subnet_id=self._subnet_id, script=script,
+                                    name=self.tags.name(label), tags=self.tags.as_list())
+        made = [self.ledger.add(Resource(
+            "instance", instance, f"arn:aws:ec2:{self.region}::instance/{instance}"))]
+        server = Provisioned("ec2", instance, target, SERVING_PORT, chosen.shape,
+                             float(profile["usd_per_hour"]), chosen.basis(), launched)
+        poll = self._poll_s("ec2")
+
+        def dead() -> str | None:
+            state = ec2.instance_state(client, instance)
+            return None if state in ("pending", "running") else f"the instance is {state}"
+
+        def address() -> str:
+            wait_for(lambda: ec2.instance_state(client, instance) == "running",
+                     timeout_s=300.0, interval_s=poll, what=f"instance {instance} running",
+                     dead=dead)
+            return ec2.public_address(client, instance)
+
+        return self._ready(server, made, name, {**profile, "ami": ami,
+                                                 "instance_id": instance},
+                           address=address, logs=ec2.console_output(client, instance),
+                           dead=dead, poll_s=poll)
+
+    def _ready(self, server: Provisioned, made: list[Resource], name: str,
+               profile: dict[str, Any], *, address: Callable[[], str],
+               logs: Callable[[], str], dead: Callable[[], str | None],
+               poll_s: float) -> ServerTarget:
+        """Wait (bounded) for ``/health`` at the server's address; a failure removes what the
+        start made and says what the server printed."""
+        from .servers import READY_TIMEOUT_S, health_doc, wait_healthy
+
+        reach = self._reach()
+        try:
+            base = reach.base_url(server, address)
+            waited = wait_healthy(base, what=f"{name} ({server.ident})",
+                                  timeout_s=self.ready_timeout_s or READY_TIMEOUT_S,
+                                  interval_s=poll_s, logs=logs, dead=dead)
+        except BaseException:
+            reach.release(server)
+            self._undo(made)
+            raise
+        profile = {**profile, "launch_to_ready_s": round(time.time() - server.launched_unix, 3),
+                   "ready_s": round(waited, 3)}
+        provider = health_doc(base).get("provider")
+        if provider:
+            profile["provider"] = provider
+        if reach.note:
+            profile["address_note"] = reach.note
+        target = ServerTarget(f"{base}/predict", name=name, profile=profile)
+        self._servers[target.url] = _Running(server, made, target)
+        return target
+
+    def _role_for(self, what: str, trust: dict[str, Any], policy: dict[str, Any]) -> str:
+        """A role of the run that ``trust``'s service assumes, with ``policy`` inline."""
+        if what not in self._service_roles:
+            iam = self.client("iam")
+            name = self.tags.name(what)
+            role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
+                                   Description=f"pytest-servebench: {what}",
+                                   Tags=self.tags.as_list())["Role"]
+            self.ledger.add(Resource("role", name, role["Arn"]))
+            iam.put_role_policy(RoleName=name, PolicyName="servebench",
+                                PolicyDocument=json.dumps(policy))
+            self._service_roles[what] = str(role["Arn"])
+        return self._service_roles[what]
+
+    def _image(self, target: str) -> PublishedImage:
+        """``target``'s image in the run's repository (one repository and push a target)."""
+        from .images import create_repository, registry_login
+
+        if target not in self._images:
+            ecr = self.client("ecr")
+            name = self.tags.name(target, max_len=100)
+            arn, uri = create_repository(ecr, name=name, tags=self.tags.as_list())
+            self.ledger.add(Resource("repository", name, arn))
+            if self.images is None:
+                from .images import DockerPush, NoPush
+
+                offline = not _is_aws(str(ecr.meta.endpoint_url))
+                self.images = NoPush() if offline else DockerPush()
+            self._images[target] = self.images.publish(target, uri, registry_login(ecr))
+        return self._images[target]
+
+    def _start_task(self, target: str, chosen: Any, label: str, name: str,
+                    profile: dict[str, Any], workers: int,
+                    threads: int | None) -> ServerTarget:
+        import math
+
+        from . import fargate
+        from .servers import SERVING_PORT, Provisioned
+
+        ecs, ec2c = self.client("ecs"), self.client("ec2")
+        image = self._image(target)
+        group = self._security_group()
+        if self._cluster is None:
+            cluster_name = self.tags.name("servers")
+            arn = fargate.create_cluster(ecs, name=cluster_name, tags=self.tags.as_list())
+            self.ledger.add(Resource("cluster", cluster_name, arn))
+            self._cluster = cluster_name
+        cluster = self._cluster
+        role = self._role_for("ecs-exec", fargate.ECS_TRUST, fargate.EXECUTION_POLICY)
+        log_group = f"/servebench/{self.tags.prefix.rstrip('-')}"
+        if log_group not in self._log_groups:
+            self._make_log_group(log_group)
+        shape = chosen.shape
+        threads = threads or shape.threads(cores=max(1, math.ceil(chosen.vcpu)))
+        family = self.tags.name(label)
+        definition = fargate.register_task_definition(
+            ecs, family=family, image=image.uri, vcpu=chosen.vcpu, memory_gb=chosen.memory_gb,
+            arch=chosen.arch, port=SERVING_PORT,
+            command=_serve_command(SERVING_PORT, workers),
+            environment={"SERVEBENCH_TARGET": target, "SERVEBENCH_THREADS": str(threads)},
+            execution_role_arn=role, log_group=log_group, region=self.region,
+            tags=self.tags.as_list())
+        made = [self.ledger.add(Resource("task_definition", family, definition))]
+        launched = time.time()
+        try:
+            assert self._subnet_id is not None
+            task = fargate.run_task(ecs, cluster=cluster, task_definition=definition,
+                                    subnet_id=self._subnet_id, group_id=group,
+                                    tags=self.tags.as_list())
+        except BaseException:
+            self._undo(made)
+            raise
+        made.append(self.ledger.add(Resource("task", cluster, task)))
+        server = Provisioned("fargate", task, target, SERVING_PORT, shape,
+                             float(profile["usd_per_hour"]), chosen.basis(), launched,
+                             cluster=cluster)
+        poll = self._poll_s("ecs")
+
+        def dead() -> str | None:
+            return fargate.task_stopped(ecs, cluster, task)
+
+        def address() -> str:
+            wait_for(lambda: fargate.describe_task(ecs, cluster, task).get("lastStatus")
+                     == "RUNNING", timeout_s=600.0, interval_s=poll,
+                     what=f"task {task} running", dead=dead)
+            return fargate.public_address(ecs, ec2c, cluster, task)
+
+        def logs() -> str:
+            task_id = task.rsplit("/", 1)[-1]
+            try:
+                events = self.client("logs").filter_log_events(
+                    logGroupName=log_group, logStreamNames=[f"server/server/{task_id}"],
+                    limit=40).get("events", [])
+            except Exception as exc:
+                return f"(logs of task {task_id} unavailable: {exc})"
+            return "\n".join(str(e.get("message", "")) for e in events) or "(no log lines)"
+
+        profile = {**profile, "threads": threads, "image": image.uri, "task_arn": task}
+        if image.note:
+            profile["image_note"] = image.note
+        return self._ready(server, made, name, profile, address=address, logs=logs, dead=dead,
+                           poll_s=poll)
+
+    def _make_log_group(self, group: str) -> None:
+        logs = self.client("logs")
+        try:
+            logs.create_log_group(logGroupName=group, tags=self.tags.as_dict())
+        except Exception as exc:
+            if error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+        self.ledger.add(Resource("log_group", group))
+        self._log_groups.add(group)
+        with contextlib.suppress(Exception):
+            logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
+
+    def _start_endpoint(self, target: str, shape: Any, label: str, name: str,
+                        profile: dict[str, Any], workers: int,
+                        threads: int | None) -> ServerTarget:
+        import math
+
+        from . import sagemaker
+        from .servers import Provisioned
+
+        sm = self.client("sagemaker")
+        image = self._image(target)
+        role = self._role_for("sagemaker", sagemaker.SAGEMAKER_TRUST, sagemaker.SAGEMAKER_POLICY)
+        threads = threads or shape.threads(cores=max(1, math.ceil(shape.vcpu)))
+        env = {"SERVEBENCH_TARGET": target, "SERVEBENCH_THREADS": str(threads),
+               "SERVEBENCH_WORKERS": str(workers)}
+        made: list[Resource] = []
+        launched = time.time()
+        try:
+            model = self.tags.name(f"{label}-model")
+            arn = sagemaker.create_model(sm, name=model, image=image.uri, environment=env,
+                                         role_arn=role, tags=self.tags.as_list())
+            made.append(self.ledger.add(Resource("model", model, arn)))
+            config = self.tags.name(f"{label}-config")
+            arn = sagemaker.create_endpoint_config(sm, name=config, model=model,
+                                                   instance_type=profile["instance_type"],
+                                                   tags=self.tags.as_list())
+            made.append(self.ledger.add(Resource("endpoint_config", config, arn)))
+            endpoint = self.tags.name(label)
+            arn = sagemaker.create_endpoint(sm, name=endpoint, config=config,
+                                            tags=self.tags.as_list())
+            made.append(self.ledger.add(Resource("endpoint", endpoint, arn)))
+            waited = sagemaker.wait_in_service(
+                sm, endpoint, timeout_s=self.ready_timeout_s or sagemaker.READY_TIMEOUT_S,
+                interval_s=3 * self._poll_s("sagemaker"))
+        except BaseException:
+            self._undo(made)
+            raise
+        runtime = str(self.client("sagemaker-runtime").meta.endpoint_url)
+        server = Provisioned("sagemaker", endpoint, target, 0, shape,
+                             float(profile["usd_per_hour"]), str(profile["instance_type"]),
+                             launched)
+        profile = {**profile, "threads": threads, "image": image.uri, "endpoint": endpoint,
+                   "ready_s": round(waited, 3),
+                   "launch_to_ready_s": round(time.time() - launched, 3)}
+        if image.note:
+            profile["image_note"] = image.note
+        if not _is_aws(runtime):
+            profile["address_note"] = (f"InvokeEndpoint answered by {runtime}, which is not "
+                                       "AWS: the replies are its server's")
+        from .sagemaker import EndpointTarget, invoke_url
+
+        got = EndpointTarget(invoke_url(runtime, endpoint), name=name, profile=profile,
+                             endpoint_name=endpoint, credentials=self.credentials(),
+                             region=self.region)
+        self._servers[got.url] = _Running(server, made, got)
+        return got
+
+    def stop_server(self, target: ServerTarget) -> None:
+        """Remove one server now (a task scaled in) and charge its bill, launch to
+        termination."""
+        running = self._servers.pop(target.url, None)
+        if running is None:
+            raise LookupError(f"{getattr(target, 'name', target)} was not started by this "
+                              "backend")
+        self._stop(running)
+
+    def _stop(self, running: _Running) -> None:
+        from .servers import ServerBill
+
+        errors: list[Exception] = []
+        for resource in reversed(running.made):
+            self.ledger.forget(resource)
+            try:
+                self._remove(resource)
+            except Exception as exc:  # the rest still go; the ledger keeps what did not
+                self.ledger.add(resource)
+                errors.append(exc)
+        if self.reach is not None and running.server.port:
+            self.reach.release(running.server)
+        bill = ServerBill(running.target.name, running.server.platform, running.server.basis,
+                          running.server.usd_per_hour, running.server.launched_unix,
+                          time.time())
+        self.bills.append(bill)
+        self.budget.charge(running.target.name, bill.usd, how="billed")
+        log.info("servebench aws: %s", bill.line())
+        if errors:
+            raise AwsBackendError(f"could not remove all of {running.target.name}: "
+                                  + "; ".join(map(str, errors)))
 
     # -- teardown --------------------------------------------------------------------------
     def _remove(self, resource: Resource) -> None:
@@ -367,9 +772,19 @@ class AwsBackend:
         """Remove everything the run created, newest first; a failure is logged and the rest
         still removed (``servebench aws sweep`` is the net under the net)."""
         self._functions.clear()
+        stop_errors: list[Exception] = []
+        while self._servers:
+            _, running = self._servers.popitem()
+            try:
+                self._stop(running)
+            except Exception as exc:  # the ledger still holds what did not go
+                stop_errors.append(exc)
         failures = self.ledger.teardown(self._remove)
-        if failures:
-            names = ", ".join(f"{r.kind} {r.name}" for r, _ in failures)
+        closer = getattr(self.reach, "close", None)
+        if closer is not None:
+            closer()
+        if failures or stop_errors:
+            names = ", ".join(f"{r.kind} {r.name}" for r, _ in failures) or str(stop_errors[0])
             raise AwsBackendError(f"could not remove {names}; run `servebench aws sweep "
                                   f"--run-id {self.tags.run_id}`")
 
@@ -392,6 +807,12 @@ class BudgetGuard:
     def _on_aws(profile: dict[str, Any]) -> bool:
         return profile.get("backend") == AwsBackend.name
 
+    @staticmethod
+    def _server(profile: dict[str, Any]) -> bool:
+        """A server on AWS bills by the hour whatever it is sent: its hours were admitted
+        when it was provisioned and are charged when it is gone, not per run."""
+        return profile.get("platform") in ("ec2", "fargate", "sagemaker")
+
     def admit(self, target: Any, workload: Any, *, time_limit_s: float) -> Recording | None:
         from .budget import (
             DEFAULT_ASSUMED_DURATION_S,
@@ -403,6 +824,13 @@ class BudgetGuard:
         profile = target.describe()
         if not self._on_aws(profile):
             return None
+        if self._server(profile):
+            if not self.backend.plan:
+                return None
+            n = expected_requests(workload, assumed_duration_s=DEFAULT_ASSUMED_DURATION_S)
+            self.backend.planned.append(PlannedRun(self.what, str(target.name), str(workload),
+                                                   n, 0.0))
+            return _stand_in(n, DEFAULT_ASSUMED_DURATION_S)
         estimate = estimate_workload_usd(
             workload, memory_mb=int(profile.get("memory_mb") or 1024),
             book=self.backend.price_book(), arch=profile.get("arch") or "x86_64",
@@ -422,7 +850,8 @@ class BudgetGuard:
         return None
 
     def charge(self, result: Any) -> None:
-        if not self._on_aws(result.target_profile) or self.backend.plan:
+        if (not self._on_aws(result.target_profile) or self.backend.plan
+                or self._server(result.target_profile)):
             return
         cost = result.cost
         if cost is not None:
@@ -435,6 +864,30 @@ class BudgetGuard:
                 result.count, memory_mb=int(profile.get("memory_mb") or 1024),
                 book=self.backend.price_book(), arch=profile.get("arch") or "x86_64"),
                 how="estimated")
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """A server this backend provisioned: what it is, what was made for it alone (removed
+    when it stops; shared things such as the security group go at ``close``), its target."""
+
+    server: Provisioned
+    made: list[Resource]
+    target: ServerTarget
+
+
+def _serve_command(port: int, workers: int) -> list[str]:
+    """The container's command: the target's HTTP app under uvicorn, as the docker backend's
+    server containers run it, on every interface (the task's own address)."""
+    from ...provider import get_provider
+
+    provider = get_provider()
+    command = ["python3", "-m", "uvicorn", "--factory", provider.app, "--host", "0.0.0.0",
+               "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+               "--no-access-log"]
+    if provider.http_protocol:
+        command += ["--http", provider.http_protocol]
+    return command
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +965,34 @@ def remove_resource(client: Any, resource: Resource) -> None:
         s3.delete_bucket(Bucket=resource.name)
     elif resource.kind == "repository":
         client("ecr").delete_repository(repositoryName=resource.name, force=True)
+    elif resource.kind == "instance":
+        from .ec2 import terminate
+
+        terminate(client("ec2"), resource.name)
+    elif resource.kind == "security_group":
+        from .ec2 import delete_security_group
+
+        delete_security_group(client("ec2"), resource.name)
+    elif resource.kind == "task":  # name: its cluster; arn: the task
+        from .fargate import stop_task
+
+        stop_task(client("ecs"), resource.name, resource.arn)
+    elif resource.kind == "task_definition":
+        from .fargate import delete_task_definition
+
+        delete_task_definition(client("ecs"), resource.arn or resource.name)
+    elif resource.kind == "cluster":
+        from .fargate import delete_cluster
+
+        delete_cluster(client("ecs"), resource.name)
+    elif resource.kind == "endpoint":
+        from .sagemaker import delete_endpoint
+
+        delete_endpoint(client("sagemaker"), resource.name)
+    elif resource.kind == "endpoint_config":
+        client("sagemaker").delete_endpoint_config(EndpointConfigName=resource.name)
+    elif resource.kind == "model":
+        client("sagemaker").delete_model(ModelName=resource.name)
     else:
         raise ValueError(f"unknown resource kind {resource.kind!r}")
 

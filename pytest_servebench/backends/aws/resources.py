@@ -75,7 +75,9 @@ class RunTags:
 @dataclass(frozen=True, slots=True)
 class Resource:
     """One thing the run created: ``kind`` (function, role, bucket, log_group, repository,
-    provisioned_concurrency) and what identifies it to its service."""
+    instance, security_group, cluster, task_definition, task, model, endpoint_config,
+    endpoint) and what identifies it to its service (a task: ``name`` its cluster, ``arn``
+    the task)."""
 
     kind: str
     name: str
@@ -122,4 +124,11 @@ def is_gone(exc: BaseException) -> bool:
     """The resource does not exist (any service's way of saying so)."""
     return error_code(exc) in {"ResourceNotFoundException", "NoSuchEntity", "NoSuchBucket",
                                "RepositoryNotFoundException", "NotFoundException", "404",
-                               "ProvisionedConcurrencyConfigNotFoundException"}
+                               "ProvisionedConcurrencyConfigNotFoundException",
+                               "InvalidInstanceID.NotFound", "InvalidGroup.NotFound",
+                               "ClusterNotFoundException"} or _sagemaker_gone(exc)
+
+
+def _sagemaker_gone(exc: BaseException) -> bool:
+    """SageMaker says a model, configuration or endpoint is gone with a ValidationException."""
+    return error_code(exc) == "ValidationException" and "could not find" in str(exc).lower()

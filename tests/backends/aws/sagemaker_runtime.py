@@ -1,0 +1,121 @@
+"""A stand-in for SageMaker's runtime (``InvokeEndpoint``) on loopback, for the offline tests.
+
+moto's SageMaker makes endpoints but runs nothing behind them, and has no runtime to invoke. This
+server verifies each request's SigV4 signature (service ``sagemaker``) with the platform's
+``Verifier``, looks the endpoint up in moto (InService, its configuration's model, the model's
+``SERVEBENCH_TARGET``), serves it with a local ``servebench serve`` started on first use, and
+forwards the body to its ``/predict``. boto3 finds it through
+``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pytest_servebench.functions.sigv4 import Credentials, SignatureError, Verifier
+
+
+class SageMakerRuntime:
+    def __init__(self, credentials: Credentials, *, control_plane: Any) -> None:
+        from pytest_servebench.backends.local.processes import new_owner
+        from pytest_servebench.backends.local.shaping import Shaper
+
+        self.verifier = Verifier([credentials], service="sagemaker")
+        self.control_plane = control_plane  # a boto3 sagemaker client on moto
+        self.owner, self.shaper = new_owner(), Shaper()
+        self.servers: dict[str, Any] = {}
+        self.refused: list[str] = []  # why each refused request was refused
+        self.invocations = 0
+        self._lock = threading.Lock()
+        runtime = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def do_POST(self) -> None:
+                runtime.handle(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.endpoint_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _target_of(self, endpoint: str) -> str | None:
+        sm = self.control_plane
+        try:
+            got = sm.describe_endpoint(EndpointName=endpoint)
+        except Exception:
+            return None
+        if got["EndpointStatus"] != "InService":
+            return None
+        config = sm.describe_endpoint_config(EndpointConfigName=got["EndpointConfigName"])
+        model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        return str(model["PrimaryContainer"]["Environment"]["SERVEBENCH_TARGET"])
+
+    def _server(self, endpoint: str, target: str) -> Any:
+        from pytest_servebench.backends.local.server import ServerProcess
+
+        with self._lock:
+            server = self.servers.get(endpoint)
+            if server is None:
+                server = ServerProcess(target, owner=self.owner, shape=None, shaper=self.shaper,
+                                       label=f"sagemaker-{target}")
+                self.servers[endpoint] = server
+            return server
+
+    def handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
+        body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        parts = urlsplit(req.path)
+        headers = [(k.lower(), v) for k, v in req.headers.items()]
+        try:
+            auth = self.verifier.check_headers(dict(headers))
+            self.verifier.verify(auth, method="POST", raw_path=parts.path,
+                                 raw_query=parts.query, headers=headers, body=body)
+        except SignatureError as exc:
+            self.refused.append(str(exc))
+            return self._reply(req, 403, b'{"message": "signature refused"}', "application/json")
+        pieces = parts.path.strip("/").split("/")
+        if len(pieces) != 3 or pieces[0] != "endpoints" or pieces[2] != "invocations":
+            return self._reply(req, 404, b'{"message": "no such operation"}', "application/json")
+        endpoint = unquote(pieces[1])
+        target = self._target_of(endpoint)
+        if target is None:
+            return self._reply(req, 400, b'{"message": "Endpoint not found or not InService"}',
+                               "application/json")
+        server = self._server(endpoint, target)
+        forward = urllib.request.Request(server.url, data=body, method="POST", headers={
+            "Content-Type": req.headers.get("Content-Type", "application/octet-stream")})
+        try:
+            with urllib.request.urlopen(forward, timeout=60) as resp:
+                status, reply, ctype = resp.status, resp.read(), resp.headers.get_content_type()
+        except urllib.error.HTTPError as exc:
+            status, reply, ctype = exc.code, exc.read(), "application/json"
+        with self._lock:
+            self.invocations += 1
+        self._reply(req, status, reply, ctype)
+
+    @staticmethod
+    def _reply(req: http.server.BaseHTTPRequestHandler, status: int, body: bytes,
+               content_type: str) -> None:
+        req.send_response(status)
+        req.send_header("Content-Type", content_type)
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        req.wfile.write(body)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        with self._lock:
+            servers, self.servers = list(self.servers.values()), {}
+        for server in servers:
+            server.stop()
