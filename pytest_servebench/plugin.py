@@ -489,6 +489,9 @@ def _report_path(config: pytest.Config) -> Path | None:
         require_matplotlib()
     except MissingMatplotlib as exc:
         raise pytest.UsageError(f"--servebench-report: {exc}") from None
+    if Path(raw).is_dir():
+        raise pytest.UsageError(f"--servebench-report={raw}: expected a file, but that is a "
+                                "directory")
     return Path(raw).resolve()
 
 

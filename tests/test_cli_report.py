@@ -18,6 +18,16 @@ needs_matplotlib = pytest.mark.skipif(
     reason="matplotlib is not installed (the [report] extra; [dev] includes it)")
 
 
+def test_the_report_group_adds_its_command() -> None:
+    import argparse
+
+    from pytest_servebench.cli import report
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    report.add_parser(sub)
+    assert sorted(sub.choices or ()) == ["report"]
+
+
 @pytest.fixture
 def history(tmp_path: Path) -> Path:
     path = tmp_path / "history.json"

@@ -130,3 +130,13 @@ def test_without_matplotlib_asking_for_a_report_is_a_usage_error(
                                  "'pytest-servebench[[]report[]]'*"])
     # Without the option nothing asks for matplotlib.
     assert pytester.runpytest().ret == 0
+
+
+@needs_matplotlib
+def test_a_directory_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("out")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    result = pytester.runpytest("--servebench-report=out")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--servebench-report=out: expected a file, but that is a "
+                                 "directory"])

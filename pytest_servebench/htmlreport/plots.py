@@ -193,18 +193,25 @@ def cost_svg(canvas: Canvas, chart: CostChart, title: str) -> str:
     cheapest and the fastest marked, as AWS Lambda Power Tuning compares memory sizes."""
     points = chart.points
     with canvas.figure(1.5 + 0.45 * len(points)) as fig:
-        cost, lat = fig.subplots(1, 2, sharey=True)
+        cost, lat = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
         y = list(range(len(points)))
         cost.barh(y, [p.usd_per_million for p in points], height=0.6,
                   color=[COLOURS[2] if i == chart.cheapest else COLOURS[0] for i in y])
         cost.set_yticks(y, [f"{p.label}\n{p.memory_mb:,.0f} MB" for p in points], fontsize=9)
         cost.invert_yaxis()
-        cost.set_xlabel("$ per million requests")
+        cost.set_xlabel("$ per million")
+        usd = [p.usd_per_million for p in points if p.usd_per_million > 0]
+        if usd and max(usd) > 20 * min(usd):  # a server beside functions: 100x apart
+            cost.set_xscale("log")
+            _plain_log(cost.xaxis)
         cheap = points[chart.cheapest]
         cost.annotate("cheapest", (cheap.usd_per_million, chart.cheapest), xytext=(4, 0),
                       textcoords="offset points", va="center", fontsize=9,
                       color=COLOURS[2], fontweight="bold")
-        cost.set_xlim(0, max(p.usd_per_million for p in points) * 1.45)
+        if cost.get_xscale() == "log":
+            cost.set_xlim(min(usd) / 3, max(usd) * 6)
+        else:
+            cost.set_xlim(0, max(p.usd_per_million for p in points) * 1.45)
         lat.plot([_ms(p.p50_s) for p in points], y, color=COLOURS[3], marker="o", lw=0)
         fast = points[chart.fastest]
         lat.plot([_ms(fast.p50_s)], [chart.fastest], marker="*", ms=15, color=COLOURS[3],
@@ -213,7 +220,7 @@ def cost_svg(canvas: Canvas, chart: CostChart, title: str) -> str:
                      textcoords="offset points", va="center", fontsize=9, color=COLOURS[3],
                      fontweight="bold")
         lat.set_xlim(0, max(_ms(p.p50_s) for p in points if math.isfinite(p.p50_s)) * 1.45)
-        lat.set_xlabel("p50 latency (ms)")
+        lat.set_xlabel("p50 (ms)")
         fig.suptitle("cost and latency by target and memory size", fontsize=11)
     return canvas.svg(fig, f"{title}: cost and latency by memory size")
 
@@ -234,7 +241,7 @@ def cold_start_svg(canvas: Canvas, bars: Sequence[ColdStartBar], title: str) -> 
                 left += _ms(seconds)
         ax.set_yticks(y, [b.label for b in bars], fontsize=9)
         ax.invert_yaxis()
-        ax.set_xlabel("latency of the cold request (ms, p50)")
+        ax.set_xlabel("cold request, p50 (ms)")
         fig.suptitle("cold starts", fontsize=11)
         _legend(fig, ax)
     return canvas.svg(fig, f"{title}: cold starts")
