@@ -50,10 +50,13 @@ def check_options(config: pytest.Config, *, price_book: Any) -> None:
                                     f"{budget}")
         if not config.getoption("servebench_aws_plan"):  # a plan asks nothing of AWS
             _check_aws_session(config)
-        if name in ("ec2", "fargate", "sagemaker"):
-            raise pytest.UsageError(
-                f"--target={name}: the aws backend deploys Lambda functions only so far; run "
-                f"{name} on --servebench-backend=local or docker")
+        if name in ("ec2", "sagemaker"):  # refused before anything is provisioned
+            from .platforms import server_profile
+
+            try:
+                server_profile(name, instance_type=config.getoption("servebench_instance_type"))
+            except ValueError as exc:
+                raise pytest.UsageError(f"--target={name}: {exc}") from None
     memory_mb = config.getoption("servebench_memory_mb")
     low, high = LAMBDA_MEMORY_MB
     if not low <= memory_mb <= high:

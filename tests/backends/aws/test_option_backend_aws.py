@@ -107,7 +107,8 @@ def test_cloud():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--target=ec2"], "*--target=ec2: the aws backend deploys Lambda functions only so far*"),
+    (["--target=ec2", "--servebench-instance-type=ml.c5.large"],
+     "*--target=ec2: ml.c5.large is a SageMaker instance type*"),
     (["--servebench-aws-budget-usd=-1"], "*--servebench-aws-budget-usd: expected dollars >= 0*"),
 ])
 def test_options_that_cannot_work_are_usage_errors(pytester: pytest.Pytester, aws_env: Moto,
