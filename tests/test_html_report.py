@@ -242,6 +242,21 @@ def test_a_comparison_is_shown_with_its_verdicts() -> None:
 
 
 @needs_matplotlib
+def test_unchanged_metrics_are_folded_away() -> None:
+    from pytest_servebench.compare import compare_run, parse_thresholds
+
+    runs = study_runs(3)[:2]  # the same latencies, drawn twice
+    cmp = compare_run(runs[-1].entries, runs[:-1], thresholds=parse_thresholds("p50:50%"))
+    unchanged = cmp.count("unchanged")
+    assert unchanged > 0
+    page = render_report(runs, comparison=cmp)
+    folded = page.split(f"<details><summary>{unchanged} unchanged metric(s)</summary>", 1)
+    assert len(folded) == 2
+    assert folded[0].count('<span class="badge unchanged">unchanged</span>') == 0
+    assert folded[1].count('<span class="badge unchanged">unchanged</span>') == unchanged
+
+
+@needs_matplotlib
 def test_write_report_replaces_a_file_whole(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "report.html"
     write_report(out, study_runs(1))

@@ -61,6 +61,7 @@ figcaption { font-size: 12.5px; color: #555; padding: 2px 4px; }
 .inconclusive { background: #fff1c7; color: #6b4e00; }
 .none { background: #eceef1; color: #555; }
 .note { color: #555; font-size: 13px; margin: 0.4em 0; }
+summary { cursor: pointer; margin: 0.5em 0; color: #333; }
 @media (max-width: 640px) {
   body { font-size: 14px; }
   main { padding: 8px; }
@@ -127,9 +128,7 @@ def results_table(entries: Sequence[Entry]) -> str:
               ("workload", False), ("n", True)]
     rows = []
     for e in entries:
-        params = figures.params_of(e.nodeid)
-        test = _e(figures.function_of(e.nodeid)) + (f"<br><small>[{_e(params)}]</small>"
-                                                     if params else "")
+        test = _test_cell(e.nodeid)
         if e.identity.get("repeat"):
             test += f" <small>#{int(e.identity['repeat']) + 1}</small>"
         if not e.valid:
@@ -147,28 +146,47 @@ def results_table(entries: Sequence[Entry]) -> str:
     return _table(header, rows, tall=len(rows) > TALL_TABLE_ROWS)
 
 
-def compare_table(cmp: Comparison) -> str:
-    def fmt(c: Change, value: float) -> str:
-        from ..metrics import parse_metric
+def _test_cell(nodeid: str, *, module: bool = False) -> str:
+    params = figures.params_of(nodeid)
+    cell = _e(figures.function_of(nodeid))
+    if params:
+        cell += f"<br><small>[{_e(params)}]</small>"
+    if module:
+        cell += f"<br><small>{_e(figures.module_of(nodeid))}</small>"
+    return cell
 
-        return parse_metric(c.metric).format(value)
+
+def compare_table(cmp: Comparison) -> str:
+    """The tally, then the metrics that changed or could not be decided; the unchanged ones
+    only under a fold (a long run compares hundreds)."""
+    from ..metrics import parse_metric
 
     header = [("test", False), ("metric", False), ("baseline", True), ("current", True),
               ("change", True), ("95% interval", True), ("p-value", True),
               ("threshold", False), ("verdict", False)]
-    rows = [[_e(c.nodeid), _e(c.metric), _e(fmt(c, c.baseline)), _e(fmt(c, c.current)),
-             _e(c.change_text()), _e(c.interval_text()),
-             _e("n/a" if c.p_value is None else f"{c.p_value:.3g}"), _e(c.threshold),
-             _badge(c.verdict, c.verdict) + (f"<br><small>{_e(c.reason)}</small>"
-                                              if c.reason else "")]
-            for c in cmp.changes]
+
+    def row(c: Change) -> list[str]:
+        fmt = parse_metric(c.metric).format
+        return [_test_cell(c.nodeid, module=True), _e(c.metric), _e(fmt(c.baseline)),
+                _e(fmt(c.current)), _e(c.change_text()), _e(c.interval_text()),
+                _e("n/a" if c.p_value is None else f"{c.p_value:.3g}"), _e(c.threshold),
+                _badge(c.verdict, c.verdict) + (f"<br><small>{_e(c.reason)}</small>"
+                                                 if c.reason else "")]
+
     parts = [f'<p>Baseline: <b>{_e(cmp.reference)}</b>. {cmp.compared} result(s) compared, '
              f"{len(cmp.no_baseline)} without a baseline. Metrics: {_e(cmp.tally())}.</p>"]
     if cmp.machine_differs:
         parts.append('<p class="note">The baseline was measured on a different machine '
                      "(CPU, cores or memory differ): compare with care.</p>")
-    if rows:
-        parts.append(_table(header, rows))
+    shown = [c for c in cmp.changes if c.verdict != "unchanged"]
+    unchanged = [c for c in cmp.changes if c.verdict == "unchanged"]
+    if shown:
+        parts.append(_table(header, [row(c) for c in shown],
+                            tall=len(shown) > TALL_TABLE_ROWS))
+    if unchanged:
+        parts.append(f"<details><summary>{len(unchanged)} unchanged metric(s)</summary>"
+                     + _table(header, [row(c) for c in unchanged],
+                              tall=len(unchanged) > TALL_TABLE_ROWS) + "</details>")
     return "".join(parts)
 
 

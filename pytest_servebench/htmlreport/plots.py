@@ -308,11 +308,14 @@ def trends_svg(canvas: Canvas, trends: Sequence[Trend], title: str) -> str:
             ax = axes[i // cols][i % cols]
             x = list(range(1, len(trend.points) + 1))
             for stat, colour in (("p50", COLOURS[0]), ("p99", COLOURS[3])):
+                # A band, not error bars: one path per line however many runs it spans.
                 est = [getattr(p, stat) for p in trend.points]
-                low = [_ms(e.value - e.low) if math.isfinite(e.low) else 0.0 for e in est]
-                high = [_ms(e.high - e.value) if math.isfinite(e.high) else 0.0 for e in est]
-                ax.errorbar(x, [_ms(e.value) for e in est], yerr=[low, high], color=colour,
-                            marker="o", ms=3, capsize=2, lw=1, label=stat)
+                ax.plot(x, [_ms(e.value) for e in est], color=colour, marker="o", ms=3, lw=1,
+                        label=stat)
+                ax.fill_between(x, [_ms(e.low) if math.isfinite(e.low) else math.nan
+                                    for e in est],
+                                [_ms(e.high) if math.isfinite(e.high) else math.nan
+                                 for e in est], color=colour, alpha=0.15, lw=0)
             ax.set_title(trend.label, fontsize=9, loc="left")
             ax.set_xticks(x, [str(v) for v in x], fontsize=8)
             ax.set_ylabel("ms", fontsize=9)
