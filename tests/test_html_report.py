@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_servebench.histogram import LatencyHistogram
+from pytest_servebench.history import make_entry
 from pytest_servebench.htmlreport import (
     MissingMatplotlib,
     render_report,
@@ -219,6 +220,23 @@ def test_records_add_latency_and_drops_over_time(tmp_path: Path) -> None:
     page = render_report(runs, records_dir=tmp_path)
     assert page.count("<svg") == FIGURES - 3 + 1
     assert "latency and drops over time" in page and "scheduled result(s) lack" not in page
+
+
+@needs_matplotlib
+def test_a_result_without_one_success_is_reported_without_figures_of_it() -> None:
+    from pytest_servebench.result import summarize
+
+    from .synthetic import recording
+
+    failed = make_entry(f"{MODULE}::test_down", summarize(
+        recording([], errors=5), target="lambda:down", target_profile={"memory_mb": 512},
+        workload={"kind": "closed", "concurrency": 1, "str": "closed(c=1)"}), [], "local")
+    assert math.isnan(failed.latency_s["p50"].value)
+    runs = study_runs(2)
+    runs.append(run([*runs[-1].entries, failed], "run99"))
+    page = render_report(runs)
+    assert "test_down" in page and "n/a" in page
+    assert page.count("<svg") == FIGURES  # nothing to draw of it, and nothing breaks
 
 
 @needs_matplotlib
