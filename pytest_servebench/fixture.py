@@ -15,6 +15,7 @@ from .workloads import AnyWorkload, parse_duration_s
 
 if TYPE_CHECKING:
     from .cost import CostEstimate
+    from .progress import ProgressCallback
     from .records import Recording
     from .slo import SLO, Verdict
 
@@ -77,6 +78,7 @@ class Servebench:
         on_result: Callable[[Result], None] | None = None,
         pricer: Callable[[Result], CostEstimate | None] | None = None,
         guard: RunGuard | None = None,
+        progress: Callable[[str], ProgressCallback | None] | None = None,
     ) -> None:
         self.target = target
         self.settings = settings or Settings()
@@ -84,6 +86,9 @@ class Servebench:
         self._on_result = on_result
         self._pricer = pricer
         self._guard = guard
+        # Asked once per run with the workload's name: where that run's live progress goes
+        # (None: nowhere).
+        self._progress = progress
 
     def run(
         self,
@@ -120,8 +125,9 @@ class Servebench:
             # One measurement at a time on this machine (xdist workers, other sessions); the
             # wait is bounded by this run's own bounds plus a margin.
             with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
+                show = self._progress(str(workload)) if self._progress is not None else None
                 recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
-                                                   time_limit_s=limit_s))
+                                                   time_limit_s=limit_s, progress=show))
             if isinstance(tgt, CompletesRecordings):
                 recording = tgt.complete(recording)
         result = summarize(

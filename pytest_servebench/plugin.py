@@ -396,7 +396,24 @@ def servebench(
         # The budget guard: a run on AWS is estimated and admitted before anything is sent.
         guard = _backend(config).guard(nodeid)
     return Servebench(target=servebench_target, settings=servebench_settings,
-                      on_result=on_result, pricer=pricer, guard=guard)
+                      on_result=on_result, pricer=pricer, guard=guard,
+                      progress=_progress(config, nodeid))
+
+
+def _progress(config: pytest.Config, nodeid: str) -> Any:
+    """Live progress of a test's runs through the terminal reporter; none under -q or in an
+    xdist worker (whose output the controller does not show as it comes)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.get_verbosity() < 0 or hasattr(config, "workerinput"):
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def show(workload: str) -> Any:
+        from .progress import on_terminal
+
+        return on_terminal(reporter, capture, f"{nodeid} {workload}")
+
+    return show
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -28,6 +28,33 @@ class TargetsProvider:
     app = "targets.app:create_app"
     http_protocol = "targets.app:BoundedHttpProtocol"
 
+    # The payload helpers by name, for `servebench load --payload NAME[:ARG]` (an optional
+    # member of a provider: the command asks for it with getattr).
+    payload_help = ("jpeg[:W[xH]] (a W x H JPEG, default 224x224), jpeg-size:SIZE (a JPEG of "
+                    "about SIZE bytes, e.g. 500KB, 2MB), text[:N] (N sample texts, sent in "
+                    "turn, default 16)")
+
+    def payload(self, name: str, arg: str) -> list[tuple[bytes, str]]:
+        """Bodies and their media types; ``ValueError`` for a name or argument it lacks."""
+        from . import payloads
+
+        if name == "jpeg":
+            width, _, height = (arg or "224").lower().partition("x")
+            w = int(width)
+            return [(payloads.jpeg(w, int(height) if height else w), "image/jpeg")]
+        if name == "jpeg-size":
+            if not arg:
+                raise ValueError("jpeg-size needs a size, e.g. jpeg-size:500KB")
+            low = arg.strip().lower()
+            scale = next((s for u, s in (("kb", 1000), ("mb", 1000_000), ("b", 1))
+                          if low.endswith(u)), 1)
+            number = low.rstrip("kmb") or "0"
+            return [(payloads.jpeg_of_size(int(float(number) * scale)), "image/jpeg")]
+        if name == "text":
+            return [(t.encode(), "text/plain; charset=utf-8")
+                    for t in payloads.texts(int(arg or 16))]
+        raise ValueError(f"unknown payload {name!r}; one of {self.payload_help}")
+
     def models(self) -> Mapping[str, ModelInfo]:
         from .registry import TARGETS
 

@@ -1,12 +1,30 @@
-"""``servebench load``: drive load against an HTTP endpoint and print statistics."""
+"""``servebench load``: drive load against an HTTP endpoint and print statistics.
+
+The body is ``--data TEXT``, ``--data @FILE`` (``@-``: standard input) or one of the target
+payload helpers by name (``--payload jpeg:224``); ``--content-type`` and ``--header`` set what
+goes with it. A run longer than a couple of seconds shows its progress on standard error. The
+exit status is 1 when every request failed (the failures named by kind and count) or an
+``--slo`` is not met.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import mimetypes
 import sys
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .output import print_summary
+
+if TYPE_CHECKING:
+    from ..target import Payload
+
+# --payload NAME[:ARG]: what the studies' provider makes (targets/provider.py).
+PAYLOAD_HELP = ("jpeg[:W[xH]] (a W x H JPEG, default 224x224), jpeg-size:SIZE (a JPEG of about "
+                "SIZE bytes, e.g. 500KB, 2MB), text[:N] (N sample texts, sent in turn, default 16)")
 
 
 def add_parser(sub: Any) -> None:
@@ -19,11 +37,74 @@ def add_parser(sub: Any) -> None:
                       help="open loop at this many requests/s instead of a closed loop")
     load.add_argument("--arrival", choices=("poisson", "constant"), default="poisson")
     load.add_argument("--seed", type=int, default=0)
-    load.add_argument("--data", default=None, help="request body (text)")
+    body = load.add_mutually_exclusive_group()
+    body.add_argument("--data", default=None, metavar="TEXT|@FILE",
+                      help="request body: text, or @FILE for a file's bytes (@- reads stdin)")
+    body.add_argument("--payload", default=None, metavar="NAME[:ARG]",
+                      help="a body made by the model provider; the studies' provider makes "
+                           f"{PAYLOAD_HELP}")
+    load.add_argument("--content-type", default=None, metavar="TYPE",
+                      help="the body's media type (default: from --payload, the file's "
+                           "extension, text/plain for text)")
+    load.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                      help="a request header (repeatable)")
+    load.add_argument("--method", default="POST")
     load.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
     load.add_argument("--slo", action="append", default=[], help="e.g. 'p99 < 50ms'")
     load.add_argument("--json", action="store_true", help="print one JSON object")
+    load.add_argument("--no-progress", action="store_true",
+                      help="no progress line on standard error")
     load.set_defaults(func=load_command)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``'Name: value'`` as a pair; ``ValueError`` for anything else.
+
+    >>> parse_header("Authorization: Bearer abc")
+    ('Authorization', 'Bearer abc')
+    """
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+        raise ValueError(f"--header {text!r}: write it as 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def make_payloads(args: argparse.Namespace) -> list[Payload]:
+    """The bodies ``--data`` / ``--payload`` ask for, with ``--content-type`` applied."""
+    from ..target import Payload
+
+    items: list[Payload]
+    if args.payload is not None:
+        name, _, arg = args.payload.partition(":")
+        # The model provider's payload helpers (the studies' provider: targets.payloads),
+        # asked for only here, as an optional member of the provider.
+        from ..provider import get_provider
+
+        make = getattr(get_provider(), "payload", None)
+        if make is None:
+            raise ValueError("--payload: the model provider offers no payloads; "
+                             "send --data @FILE instead")
+        try:
+            items = [Payload(body, ctype) for body, ctype in make(name, arg)]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--payload {args.payload!r}: {exc}") from None
+    elif args.data is not None and args.data.startswith("@"):
+        source = args.data[1:]
+        if source == "-":
+            items = [Payload(sys.stdin.buffer.read())]
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise ValueError(f"--data @{source}: no such file")
+            guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            items = [Payload(path.read_bytes(), guessed)]
+    elif args.data is not None:
+        items = [Payload(args.data.encode(), "text/plain; charset=utf-8")]
+    else:
+        items = [Payload(b"")]
+    if args.content_type:
+        items = [Payload(p.body, args.content_type) for p in items]
+    return items
 
 
 def load_command(args: argparse.Namespace) -> int:
@@ -41,10 +122,15 @@ def load_command(args: argparse.Namespace) -> int:
     else:
         workload = ClosedLoop(concurrency=args.concurrency, requests=args.requests,
                               duration=args.duration if args.requests is None else None)
-    body = args.data.encode() if args.data is not None else b""
-    sb = Servebench(target=HttpTarget(args.url),
-                    settings=Settings(timeout_s=args.timeout, keep_records=False))
-    r = sb.run(workload, payload=body)
+    headers = dict(parse_header(h) for h in args.header)
+    items = make_payloads(args)
+    if not any(p.body for p in items) and args.method.upper() in ("POST", "PUT", "PATCH"):
+        print("servebench load: the request body is empty (give --data or --payload)",
+              file=sys.stderr)
+    sb = Servebench(target=HttpTarget(args.url, method=args.method.upper(), headers=headers),
+                    settings=Settings(timeout_s=args.timeout, keep_records=False),
+                    progress=None if args.no_progress else _progress)
+    r = sb.run(workload, payloads=items)
     summary = {
         "workload": str(workload), "count": r.count, "errors": dict(r.errors),
         "success_ratio": r.success_ratio, "throughput": r.throughput,
@@ -56,8 +142,18 @@ def load_command(args: argparse.Namespace) -> int:
         summary["late"] = r.schedule_lag.late
     if not r.valid:
         summary["INVALID"] = r.invalid_reason
+    if args.json:  # strict JSON: what was not measured is null, not NaN
+        summary = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                   for k, v in summary.items()}
     print_summary(summary, args.json)
     code = 0
+    if r.count and r.ok_count == 0:
+        print(f"servebench load: every request failed ({r.count} of {r.count}): "
+              f"{r.errors_text()}", file=sys.stderr)
+        code = 1
+    elif r.errors:
+        print(f"servebench load: {r.count - r.ok_count} of {r.count} requests failed: "
+              f"{r.errors_text()}", file=sys.stderr)
     if args.slo:
         from ..slo import SLOFailure
 
@@ -68,3 +164,20 @@ def load_command(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             code = 1
     return code
+
+
+def _progress(workload: str) -> Callable[[Any], None]:
+    from ..progress import ProgressLine
+
+    err = sys.stderr
+    tty = err.isatty()
+
+    def write(text: str) -> None:
+        err.write(("\r\x1b[2K" + text) if tty else text + "\n")
+        err.flush()
+
+    def clear() -> None:
+        err.write("\r\x1b[2K")
+        err.flush()
+
+    return ProgressLine(write, tty=tty, label=f"load {workload}", clear=clear)

@@ -1,0 +1,116 @@
+"""Live progress of a run: what the engine reports a few times a second, and the line that
+shows it.
+
+The engine never calls anything per request for this: a sampler task in its event loop reads
+the run's counters every ``interval_s`` and hands a ``Snapshot`` to a callback. ``ProgressLine``
+turns snapshots into one updating line on a terminal (``\\r``), or into a plain line every few
+seconds when the output is a file or a pipe; runs shorter than ``after_s`` show nothing.
+
+>>> lines = []
+>>> show = ProgressLine(lines.append, tty=False, label="t.py::test_a", after_s=2, every_s=5)
+>>> show(Snapshot(elapsed_s=1.0, sent=10, done=9, errors=0, p50_s=0.012))  # too early
+>>> show(Snapshot(elapsed_s=2.5, sent=30, done=28, errors=1, p50_s=0.012))
+>>> show(Snapshot(elapsed_s=3.0, sent=40, done=38, errors=1, p50_s=0.012))  # 5 s not up
+>>> lines
+['t.py::test_a  2.5s  sent 30  done 28  errors 1  p50 12ms']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .metrics import format_value
+
+# How often the engine samples its counters, and how long a run goes before it shows.
+INTERVAL_S = 0.25
+AFTER_S = 2.0
+# Without a terminal, a plain line this often.
+PLAIN_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run so far: seconds since it began, requests sent and finished, failures among the
+    finished, and the median latency of the successful ones (NaN before the first)."""
+
+    elapsed_s: float
+    sent: int
+    done: int
+    errors: int
+    p50_s: float
+    final: bool = False
+
+    def text(self) -> str:
+        p50 = "-" if math.isnan(self.p50_s) else format_value("latency", self.p50_s)
+        return (f"{self.elapsed_s:.1f}s  sent {self.sent}  done {self.done}  "
+                f"errors {self.errors}  p50 {p50}")
+
+
+ProgressCallback = Callable[[Snapshot], None]
+
+
+class ProgressLine:
+    """Shows snapshots through ``write``: on a terminal (``tty``) each call rewrites one line
+    (``write`` gets the text to put after a carriage return; ``clear`` erases it at the end);
+    otherwise a plain line at most every ``every_s`` seconds. Nothing before ``after_s``."""
+
+    def __init__(self, write: Callable[[str], None], *, tty: bool, label: str = "",
+                 after_s: float = AFTER_S, every_s: float = PLAIN_EVERY_S,
+                 clear: Callable[[], None] | None = None) -> None:
+        self._write = write
+        self._tty = tty
+        self._label = label
+        self._after_s = after_s
+        self._every_s = every_s
+        self._clear = clear
+        self._last_s = -math.inf
+        self.shown = False
+
+    def __call__(self, snap: Snapshot) -> None:
+        if snap.final:
+            if self.shown and self._tty and self._clear is not None:
+                self._clear()
+            return
+        if snap.elapsed_s < self._after_s:
+            return
+        if not self._tty and snap.elapsed_s - self._last_s < self._every_s:
+            return
+        self._last_s = snap.elapsed_s
+        self.shown = True
+        self._write(f"{self._label}  {snap.text()}" if self._label else snap.text())
+
+
+def on_terminal(reporter: Any, capture: Any, label: str) -> ProgressLine:
+    """A ``ProgressLine`` through pytest's terminal reporter, with output capture lifted for
+    each write (as live logging does) so that it reaches the terminal during the test."""
+
+    def lifted(write: Callable[[], None]) -> None:
+        if capture is None:
+            write()
+            return
+        with capture.global_and_fixture_disabled():
+            write()
+
+    tty = bool(reporter.isatty)
+    started = False
+
+    def write(text: str) -> None:
+        nonlocal started
+
+        def out() -> None:
+            nonlocal started
+            if not tty:
+                reporter.write_line(text)
+                return
+            if not started:  # the line of dots (or of -v) ends; ours is the next one
+                reporter.ensure_newline()
+                started = True
+            reporter.rewrite(text)
+
+        lifted(out)
+
+    return ProgressLine(write, tty=tty, label=label,
+                        clear=lambda: lifted(lambda: reporter.rewrite("")))
