@@ -165,9 +165,11 @@ def compare_table(cmp: Comparison) -> str:
               ("change", True), ("95% interval", True), ("p-value", True),
               ("threshold", False), ("verdict", False)]
 
+    several = len({figures.module_of(c.nodeid) for c in cmp.changes}) > 1
+
     def row(c: Change) -> list[str]:
         fmt = parse_metric(c.metric).format
-        return [_test_cell(c.nodeid, module=True), _e(c.metric), _e(fmt(c.baseline)),
+        return [_test_cell(c.nodeid, module=several), _e(c.metric), _e(fmt(c.baseline)),
                 _e(fmt(c.current)), _e(c.change_text()), _e(c.interval_text()),
                 _e("n/a" if c.p_value is None else f"{c.p_value:.3g}"), _e(c.threshold),
                 _badge(c.verdict, c.verdict) + (f"<br><small>{_e(c.reason)}</small>"
