@@ -33,7 +33,7 @@ _GAP = "  "
 _INDENT = "  "
 # The narrowest a shortened text column gets before the table is allowed to overflow.
 _MIN_TEXT = 8
-_ID_PRIORITY = 8
+_ID_PRIORITY = 12
 
 
 def overall_verdict(outcomes: Iterable[str]) -> str:
@@ -103,6 +103,7 @@ class _Column:
     cell: Callable[[Entry], str]
     right: bool = True
     shrinks: bool = False  # a text column that gives way when the table is too wide
+    keeps: int = 0  # how many characters longer than others it stays while they give way
 
 
 def _verdict(e: Entry) -> str:
@@ -126,7 +127,12 @@ def _cold(e: Entry) -> str:
     cold = e.cold_starts
     if cold is None or cold.count == 0:
         return "-"
-    return f"{format_value('latency', cold.latency_p50_s)} x{cold.count}"
+    return format_value("latency", cold.latency_p50_s)
+
+
+def _cold_count(e: Entry) -> str:
+    cold = e.cold_starts
+    return "-" if cold is None or cold.count == 0 else str(cold.count)
 
 
 def _cost(e: Entry) -> str:
@@ -146,8 +152,9 @@ def _errors(e: Entry) -> str:
 def _columns(entries: Sequence[Entry], *, verbose: bool) -> list[_Column]:
     cols = [
         _Column("target", lambda e: e.target, right=False, shrinks=True),
+        # The workload names the sweep's point (c=16): it keeps more than the target.
         _Column("workload", lambda e: str(e.workload.get("str", "")), right=False,
-                shrinks=True),
+                shrinks=True, keeps=6),
         _Column("n", lambda e: str(e.count)),
         _Column("p50", _latency("p50")),
     ]
@@ -162,6 +169,8 @@ def _columns(entries: Sequence[Entry], *, verbose: bool) -> list[_Column]:
         cols.append(_Column("errors", _errors, right=False))
     if any(e.cold_starts is not None and e.cold_starts.count for e in entries):
         cols.append(_Column("cold p50", _cold))
+        if verbose:
+            cols.append(_Column("cold n", _cold_count))
     if any(e.cost is not None for e in entries):
         cols.append(_Column("$/M req", _cost))
     if any(e.schedule_lag is not None for e in entries):
@@ -211,10 +220,12 @@ def _layout(entries: Sequence[Entry], *, verbose: bool) -> list[_Line]:
         for e in group:
             by_function.setdefault(_split(e.nodeid)[1], []).append(e)
         for function, rows in by_function.items():
-            params = {_split(e.nodeid)[2] for e in rows}
-            if len(params) > 1 or (len(rows) > 1 and params != {""}):
+            if len(rows) > 1:
                 out.append(_Line(_INDENT + function))
-                out += [_Line(_INDENT * 2 + _test_id(e, in_function=True), e) for e in rows]
+                # A test's results without parameters are numbered in the order it ran them.
+                out += [_Line(_INDENT * 2 + (_test_id(e, in_function=True)
+                                             if _split(e.nodeid)[2] else f"#{k}"), e)
+                        for k, e in enumerate(rows, 1)]
             else:
                 out += [_Line(_INDENT + _test_id(e, in_function=False), e) for e in rows]
     return out
@@ -264,12 +275,13 @@ def render_summary(entries: Sequence[Entry], *, width: int = DEFAULT_WIDTH,
     widths = [max(len(c.header), *(len(cells[id(e)][i]) for e in entries))
               for i, c in enumerate(cols)]
     lines = _layout(entries, verbose=verbose)
+    gaps = _gaps(cols, verbose=verbose)
 
     def id_width() -> int:
         return max([len("test"), *(len(ln.text) for ln in lines if ln.entry is not None)])
 
     if not verbose:
-        if id_width() + sum(widths) + len(_GAP) * len(widths) > width:
+        if id_width() + sum(widths) + sum(map(len, gaps)) > width:
             lines = _shorten_ids(lines, id_width(), abbreviated=True)
         planned, widths = _fit(width, id_width(), widths, cols, shrink_id=True)
         lines = _shorten_ids(lines, planned)
@@ -283,9 +295,9 @@ def render_summary(entries: Sequence[Entry], *, width: int = DEFAULT_WIDTH,
 
     def row(head: str, values: Sequence[str]) -> str:
         parts = [head.ljust(first)]
-        parts += [v.rjust(w) if col.right else v.ljust(w)
-                  for v, w, col in zip(values, widths, cols, strict=True)]
-        return _GAP.join(parts).rstrip()
+        parts += [gap + (v.rjust(w) if col.right else v.ljust(w))
+                  for v, w, col, gap in zip(values, widths, cols, gaps, strict=True)]
+        return "".join(parts).rstrip()
 
     out = [row("test", [c.header for c in cols]), row("-" * first, ["-" * w for w in widths])]
     out += [row(ln.text, cells[id(ln.entry)]) if ln.entry is not None else ln.text
@@ -301,6 +313,13 @@ def render_summary(entries: Sequence[Entry], *, width: int = DEFAULT_WIDTH,
     return out
 
 
+def _gaps(cols: Sequence[_Column], *, verbose: bool) -> list[str]:
+    """The space before each column: one between two numbers (right-aligned, they stay apart)
+    in the narrow table, two elsewhere."""
+    return [" " if not verbose and i > 0 and c.right and cols[i - 1].right else _GAP
+            for i, c in enumerate(cols)]
+
+
 def _fit(width: int, id_width: int, widths: list[int], cols: Sequence[_Column], *,
          shrink_id: bool) -> tuple[int, list[int]]:
     """Narrow the id (when ``shrink_id``) and the text columns, widest first, until a row fits
@@ -308,8 +327,10 @@ def _fit(width: int, id_width: int, widths: list[int], cols: Sequence[_Column], 
     widths = list(widths)
     shrinkable = [i for i, c in enumerate(cols) if c.shrinks]
 
+    gaps = sum(map(len, _gaps(cols, verbose=False)))
+
     def total() -> int:
-        return id_width + sum(widths) + len(_GAP) * len(widths)
+        return id_width + sum(widths) + gaps
 
     def floor(i: int) -> int:
         return max(_MIN_TEXT, len(cols[i].header)) if i >= 0 else _MIN_TEXT
@@ -321,7 +342,8 @@ def _fit(width: int, id_width: int, widths: list[int], cols: Sequence[_Column], 
         if not candidates:
             break
         # The id says which case a row is: the target and workload columns give way first.
-        _, i = max(candidates, key=lambda c: c[0] - (_ID_PRIORITY if c[1] < 0 else 0))
+        _, i = max(candidates,
+                   key=lambda c: c[0] - (_ID_PRIORITY if c[1] < 0 else cols[c[1]].keeps))
         if i < 0:
             id_width -= 1
         else:

@@ -70,7 +70,9 @@ def test_cold_start_and_cost_columns_appear_when_a_result_has_them() -> None:
     lines = render_summary([plain, cold])
     assert "cold p50" in lines[0] and "$/M req" in lines[0]
     (row_b,) = [line for line in lines if "test_b" in line]
-    assert "812ms x3" in row_b and "$2.5" in row_b
+    assert "812ms" in row_b and "$2.5" in row_b
+    wide = render_summary([plain, cold], verbose=True)
+    assert "cold n" in wide[0] and " 3 " in next(line for line in wide if "test_b" in line)
     (row_a,) = [line for line in lines if "test_a" in line]
     assert row_a.split()[-3:] == ["-", "-", "-"]  # no cold start, no cost, no verdict
 
@@ -81,8 +83,9 @@ def test_the_slo_column_shows_the_worst_verdict_and_repeats_are_numbered() -> No
     first = make_entry("t.py::test_twice", r, verdicts, "local")
     second = make_entry("t.py::test_twice", r, verdicts, "local", repeat=1)
     lines = render_summary([first, second])
-    assert [line.split()[0] for line in lines[3:5]] == ["test_twice", "test_twice"]
-    assert lines[4].split()[1] == "#2" and lines[3].endswith("pass")
+    assert lines[2:4] == ["t.py", "  test_twice"]  # one test, two results: a heading
+    assert [line.split()[0] for line in lines[4:6]] == ["#1", "#2"]
+    assert lines[4].endswith("pass") and lines[5].endswith("pass")
 
 
 def test_success_is_never_rounded_up_to_100_percent() -> None:
@@ -90,3 +93,4 @@ def test_success_is_never_rounded_up_to_100_percent() -> None:
     none = replace(_entry("t.py::test_b"), success_ratio=math.nan)
     lines = render_summary([almost, none])
     assert "99.9%" in lines[3] and "100%" not in lines[3] and " n/a " in lines[4]
+    assert lines[2] == "t.py" and lines[3].startswith("  test_a ")
