@@ -121,3 +121,50 @@ def test_a_bad_header_or_file_is_a_usage_error(recorder: Recorder, tmp_path: Pat
     with pytest.raises(SystemExit):
         main(["load", recorder.url, "--data", f"@{tmp_path / 'missing.jpg'}"])
     assert "no such file" in capsys.readouterr().err and recorder.seen == []
+
+
+def test_wait_for_waits_for_a_server_starting_and_gives_up_on_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+    import time
+
+    from pytest_servebench.cli.load import wait_until_listening
+
+    with socket.socket() as probe:  # a port nothing listens on (yet)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
+    assert main(["load", url, "-n", "2", "--wait-for", "0.3"]) == 2
+    assert "not ready after 0.3s" in capsys.readouterr().err
+
+    listener = socket.socket()
+
+    def start_late() -> None:
+        time.sleep(0.5)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+
+    thread = threading.Thread(target=start_late)
+    thread.start()
+    try:
+        assert 0.4 < wait_until_listening(url, timeout_s=10) < 5
+    finally:
+        thread.join()
+        listener.close()
+
+
+def test_the_readmes_first_load_command_runs_as_written(recorder: Recorder) -> None:
+    """The README's quick start, its options as written, against a stand-in for the model
+    server (the real one is tried by hand: ``servebench serve mobilenet_v2``)."""
+    import shlex
+
+    pytest.importorskip("PIL")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("Or, in a minute,", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    command = next(line for line in block.replace("\\\n", " ").splitlines()
+                   if line.startswith("servebench load"))
+    args = shlex.split(command)[1:]
+    assert args[1] == "http://127.0.0.1:8080/predict"
+    args[1] = recorder.url
+    assert main(args) == 0
+    assert len(recorder.seen) == 500 and recorder.seen[0][0]["content-type"] == "image/jpeg"

@@ -52,6 +52,9 @@ def add_parser(sub: Any) -> None:
     load.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
     load.add_argument("--slo", action="append", default=[], help="e.g. 'p99 < 50ms'")
     load.add_argument("--json", action="store_true", help="print one JSON object")
+    load.add_argument("--wait-for", type=float, default=0.0, metavar="SECONDS",
+                      help="first wait up to SECONDS for the endpoint to accept connections "
+                           "(a server just started in the background)")
     load.add_argument("--no-progress", action="store_true",
                       help="no progress line on standard error")
     load.set_defaults(func=load_command)
@@ -124,6 +127,8 @@ def load_command(args: argparse.Namespace) -> int:
                               duration=args.duration if args.requests is None else None)
     headers = dict(parse_header(h) for h in args.header)
     items = make_payloads(args)
+    if args.wait_for > 0:
+        wait_until_listening(args.url, timeout_s=args.wait_for)
     if not any(p.body for p in items) and args.method.upper() in ("POST", "PUT", "PATCH"):
         print("servebench load: the request body is empty (give --data or --payload)",
               file=sys.stderr)
@@ -164,6 +169,26 @@ def load_command(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
             code = 1
     return code
+
+
+def wait_until_listening(url: str, *, timeout_s: float) -> float:
+    """Wait until ``url``'s host accepts a TCP connection (a refused or reset connection means
+    "not yet"); the seconds waited, or ``waiting.ReadinessTimeout`` (a RuntimeError)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from ..waiting import wait_for
+
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+
+    def accepts() -> bool:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+
+    return wait_for(accepts, timeout_s=timeout_s, interval_s=0.2, what=f"{host}:{port}",
+                    retry_on=(ConnectionRefusedError, ConnectionResetError, TimeoutError))
 
 
 def _progress(workload: str) -> Callable[[Any], None]:
