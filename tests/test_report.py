@@ -5,12 +5,16 @@ the wide table keeps everything."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
+
+import pytest
 
 from pytest_servebench.cost import CostEstimate
 from pytest_servebench.history import Entry, StoredColdStarts, make_entry
 from pytest_servebench.report import render_summary, shorten, shorten_unique
 
+from .loopback import LoopbackServer
 from .synthetic import result
 
 SWEEP = "suites/test_000_mobilenet_cost.py::test_concurrency_sweep"
@@ -94,3 +98,39 @@ def test_success_is_never_rounded_up_to_100_percent() -> None:
     lines = render_summary([almost, none])
     assert "99.9%" in lines[3] and "100%" not in lines[3] and " n/a " in lines[4]
     assert lines[2] == "t.py" and lines[3].startswith("  test_a ")
+
+
+LONG_IDS = """
+import pytest
+from pytest_servebench import ClosedLoop
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+@pytest.mark.parametrize("a_rather_long_parameter_name", ["first-long-value", "second-value"])
+def test_a_function_with_a_long_name_for_a_sweep(servebench, concurrency,
+                                                  a_rather_long_parameter_name):
+    servebench.run(ClosedLoop(concurrency=concurrency, requests=20), payload=b"x").check(
+        "success_ratio >= 0.5")
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True], ids=["default", "-v"])
+def test_pytest_prints_the_narrow_table_and_the_wide_one_with_v(
+        pytester: pytest.Pytester, loopback: Callable[..., LoopbackServer],
+        verbose: bool) -> None:
+    server = loopback()
+    pytester.makepyfile(test_sweep=LONG_IDS)
+    result = pytester.runpytest_subprocess("--target=http", f"--servebench-url={server.url}",
+                                           *(["-v"] if verbose else []))
+    result.assert_outcomes(passed=4)
+    lines = result.outlines
+    start = lines.index(next(line for line in lines if "servebench summary" in line)) + 1
+    table = lines[start:start + 2 + (4 if verbose else 6)]
+    if verbose:
+        assert max(map(len, table)) > 120
+        assert sum("test_sweep.py::test_a_function_with_a_long_name_for_a_sweep[" in line
+                   for line in table) == 4
+    else:
+        assert max(map(len, table)) <= 120, table
+        assert table[2:4] == ["test_sweep.py",
+                              "  test_a_function_with_a_long_name_for_a_sweep"]
+        assert all(line.rstrip().endswith("pass") for line in table[4:])
