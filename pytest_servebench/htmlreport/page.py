@@ -43,8 +43,8 @@ th, td { padding: 4px 8px; border-bottom: 1px solid #eef0f2; text-align: left;
 th { background: #f0f2f5; font-weight: 600; position: sticky; top: 0; z-index: 2; }
 th:first-child { left: 0; z-index: 3; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.test { white-space: normal; min-width: 13em; position: sticky; left: 0; z-index: 1;
-          background: #fff; }
+td.test { white-space: normal; min-width: 13em; max-width: 24em; position: sticky; left: 0;
+          z-index: 1; background: #fff; overflow-wrap: anywhere; }
 td.test small { overflow-wrap: anywhere; }
 td small { color: #666; }
 .figs { display: grid; gap: 12px; margin-top: 12px; align-items: start;
