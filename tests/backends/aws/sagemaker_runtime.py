@@ -10,6 +10,7 @@ forwards the body to its ``/predict``. boto3 finds it through
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import threading
 import urllib.error
@@ -32,6 +33,9 @@ class SageMakerRuntime:
         self.refused: list[str] = []  # why each refused request was refused
         self.invocations = 0
         self._lock = threading.Lock()
+        # Servers start in one long-lived thread: a child process dies with the thread that
+        # spawned it (PR_SET_PDEATHSIG), and a request's handler thread ends with its connection.
+        self._starter = concurrent.futures.ThreadPoolExecutor(1, "sagemaker-runtime-starter")
         runtime = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -67,8 +71,9 @@ class SageMakerRuntime:
         with self._lock:
             server = self.servers.get(endpoint)
             if server is None:
-                server = ServerProcess(target, owner=self.owner, shape=None, shaper=self.shaper,
-                                       label=f"sagemaker-{target}")
+                server = self._starter.submit(
+                    ServerProcess, target, owner=self.owner, shape=None, shaper=self.shaper,
+                    label=f"sagemaker-{target}").result()
                 self.servers[endpoint] = server
             return server
 
@@ -119,3 +124,4 @@ class SageMakerRuntime:
             servers, self.servers = list(self.servers.values()), {}
         for server in servers:
             server.stop()
+        self._starter.shutdown()
