@@ -215,13 +215,12 @@ class AwsBackend:
             self._functions[fname] = planned
             return planned
         package = build_zip(target)
-        if not package.fits_zip:
-            raise AwsBackendError(
-                f"{target}'s package is {package.unzipped_bytes / 2**20:.0f} MiB unzipped, over "
-                "Lambda's 250 MiB zip limit; it needs a container image (not built by this "
-                "backend yet)")
         code: dict[str, Any]
-        if package.needs_s3:
+        image: PublishedImage | None = None
+        if not package.fits_zip:  # over Lambda's 250 MB unzipped: the target's image, in ECR
+            image = self._image(target)
+            code = {"ImageUri": image.uri}
+        elif package.needs_s3:
             key = f"packages/{package.path.name}"  # named by content: one upload a run
             if key not in self._uploaded:
                 self.client("s3").upload_file(str(package.path), self.bucket(), key)
@@ -234,12 +233,14 @@ class AwsBackend:
                **(environment or {})}
         self._log_group(fname)
         started = time.monotonic()
+        how: dict[str, Any] = ({"Runtime": "python3.11",
+                                "Handler": handler or default_handler()} if image is None
+                               else {"PackageType": "Image"})  # the image names its handler
         created = self._create_function(
-            FunctionName=fname, Runtime="python3.11", Role=self._role(),
-            Handler=handler or default_handler(), Code=code, MemorySize=memory_mb,
+            FunctionName=fname, Role=self._role(), Code=code, MemorySize=memory_mb,
             Timeout=int(timeout_s), Architectures=[arch], Environment={"Variables": env},
             Tags=self.tags.as_dict(), Publish=provisioned_concurrency > 0,
-            Description=f"pytest-servebench {target}")
+            Description=f"pytest-servebench {target}", **how)
         fn = self.ledger.add(Resource("function", fname, str(created["FunctionArn"])))
         try:
             self._wait("function_active_v2", fname)
@@ -265,6 +266,9 @@ class AwsBackend:
                    "provisioned_concurrency": provisioned_concurrency,
                    "region": self.region, "package_bytes": package.zipped_bytes,
                    "deploy_s": round(deploy_s, 3)}
+        if image is not None:
+            profile.update(package="image", image=image.uri,
+                           **({"image_note": image.note} if image.note else {}))
         endpoint = str(self.client("lambda").meta.endpoint_url)
         from ...platforms import machine_arch
 

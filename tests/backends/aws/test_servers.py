@@ -312,3 +312,29 @@ def test_the_shipped_policy_allows_every_call_a_server_makes(
             "ssm:GetParameter", "tag:GetResources"} <= seen, seen
     assert sorted(seen - allowed) == []
     assert left_in_moto(backend.tags.run_id) == [] and left_in_moto(dead.tags.run_id) == []
+
+
+def test_a_function_over_the_zip_limit_deploys_as_the_targets_image(
+        aws_env: Moto, tiny_package: FunctionPackage, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control plane only (moto's Lambda and ECR): a package over 250 MB unzipped goes as a
+    container image from the run's repository. The push itself is not made offline."""
+    import dataclasses
+
+    import boto3
+
+    from pytest_servebench.backends.aws import packaging as packaging_module
+
+    big = dataclasses.replace(tiny_package, unzipped_bytes=300 * 2**20)
+    assert not big.fits_zip
+    monkeypatch.setattr(packaging_module, "build_zip", lambda target: big)
+    images = NoPush()
+    with AwsBackend(images=images) as backend:
+        fn = backend.function("text_rf", memory_mb=2048)
+        got = boto3.client("lambda").get_function(FunctionName=fn.function)
+        assert got["Configuration"]["PackageType"] == "Image"
+        (repo,) = [r for r in boto3.client("ecr").describe_repositories()["repositories"]
+                   if r["repositoryName"].startswith(backend.tags.prefix)]
+        assert got["Code"]["ImageUri"] == fn.profile["image"] == images.published[0][1]
+        assert images.published[0][1].startswith(repo["repositoryUri"])
+        assert fn.profile["package"] == "image" and "not pushed" in fn.profile["image_note"]
+    assert left_in_moto(backend.tags.run_id) == []
