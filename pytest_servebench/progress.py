@@ -85,7 +85,13 @@ class ProgressLine:
 
 def on_terminal(reporter: Any, capture: Any, label: str) -> ProgressLine:
     """A ``ProgressLine`` through pytest's terminal reporter, with output capture lifted for
-    each write (as live logging does) so that it reaches the terminal during the test."""
+    each write (as live logging does) so that it reaches the terminal during the test.
+
+    On a terminal the line goes below the one pytest is writing (its file name and letters,
+    or ``-v``'s test id) and is erased at the end with the cursor put back where pytest left
+    it, written past pytest's writer so that its idea of the current line stays true; without
+    a terminal, plain lines through the reporter."""
+    import sys
 
     def lifted(write: Callable[[], None]) -> None:
         if capture is None:
@@ -95,22 +101,32 @@ def on_terminal(reporter: Any, capture: Any, label: str) -> ProgressLine:
             write()
 
     tty = bool(reporter.isatty)
-    started = False
+    if not tty:
+        return ProgressLine(lambda text: lifted(lambda: reporter.write_line(text)), tty=False,
+                            label=label)
+    writer = reporter.config.get_terminal_writer()  # the reporter's own writer
+    column = 0
+    shown = False
+
+    def raw(text: str) -> None:
+        writer.flush()
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
     def write(text: str) -> None:
-        nonlocal started
-
         def out() -> None:
-            nonlocal started
-            if not tty:
-                reporter.write_line(text)
-                return
-            if not started:  # the line of dots (or of -v) ends; ours is the next one
-                reporter.ensure_newline()
-                started = True
-            reporter.rewrite(text)
+            nonlocal column, shown
+            if not shown:
+                column = writer.width_of_current_line
+                raw("\n")
+                shown = True
+            width = max(20, writer.fullwidth - 1)  # a wrapped line could not be erased
+            raw("\r\x1b[2K" + text[:width])
 
         lifted(out)
 
-    return ProgressLine(write, tty=tty, label=label,
-                        clear=lambda: lifted(lambda: reporter.rewrite("")))
+    def clear() -> None:
+        back = f"\x1b[{column}C" if column else ""
+        lifted(lambda: raw("\r\x1b[2K\x1b[1A" + back))
+
+    return ProgressLine(write, tty=True, label=label, clear=clear)
