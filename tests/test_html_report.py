@@ -38,6 +38,11 @@ def test_names_of_a_node_id() -> None:
     assert fg.params_of("t.py::test_x") == ""
 
 
+def test_a_result_without_parameters_is_named_by_its_target_and_workload() -> None:
+    assert fg.entry_label(entry(f"{MODULE}::t[a]", [0.1])) == "a"
+    assert fg.entry_label(entry(f"{MODULE}::t", [0.1])) == "lambda:fn closed(c=1)"
+
+
 def test_spectrum_runs_from_the_median_to_the_last_resolved_nine() -> None:
     h = LatencyHistogram()
     h.record_many(i / 1000 for i in range(1, 1001))  # 1..1000 ms

@@ -53,9 +53,11 @@ def params_of(nodeid: str) -> str:
 
 
 def entry_label(entry: Entry) -> str:
-    """How a result is named in a legend: its parameters, else its target, and which
-    repetition when the test ran the same workload again."""
-    label = params_of(entry.nodeid) or entry.target
+    """How a result is named in a legend: its parameters, else its target and workload (a
+    test may run several against one target), and which repetition when the test ran the
+    same workload again."""
+    label = params_of(entry.nodeid) or " ".join(
+        filter(None, (entry.target, str(entry.workload.get("str", "")))))
     repeat = entry.identity.get("repeat")
     if isinstance(repeat, int) and repeat:
         label += f" #{repeat + 1}"

@@ -100,6 +100,14 @@ def _plain_log(axis: Any) -> None:
     axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
+def _shorten(text: str, width: int) -> str:
+    """Cut in the middle, where parametrized ids differ least (the table has them whole)."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep - keep // 2] + "…" + text[len(text) - keep // 2:]
+
+
 def _ms(seconds: float) -> float:
     return seconds * 1000
 
@@ -316,7 +324,8 @@ def trends_svg(canvas: Canvas, trends: Sequence[Trend], title: str) -> str:
                                     for e in est],
                                 [_ms(e.high) if math.isfinite(e.high) else math.nan
                                  for e in est], color=colour, alpha=0.15, lw=0)
-            ax.set_title(trend.label, fontsize=9, loc="left")
+            ax.set_title(_shorten(trend.label, 34 if cols > 1 else 70), fontsize=8.5,
+                         loc="left")
             ax.set_xticks(x, [str(v) for v in x], fontsize=8)
             ax.set_ylabel("ms", fontsize=9)
             ax.set_ylim(bottom=0)
