@@ -324,7 +324,7 @@ def trends_svg(canvas: Canvas, trends: Sequence[Trend], title: str) -> str:
                                     for e in est],
                                 [_ms(e.high) if math.isfinite(e.high) else math.nan
                                  for e in est], color=colour, alpha=0.15, lw=0)
-            ax.set_title(_shorten(trend.label, 34 if cols > 1 else 70), fontsize=8.5,
+            ax.set_title(_shorten(trend.label, 28 if cols > 1 else 60), fontsize=8.5,
                          loc="left")
             ax.set_xticks(x, [str(v) for v in x], fontsize=8)
             ax.set_ylabel("ms", fontsize=9)
