@@ -101,6 +101,7 @@ class AwsBackend:
         self._servers: dict[str, _Running] = {}
         self._server_count = 0
         self._group_id: str | None = None
+        self._profile_arn: str | None = None
         self._subnet_id: str | None = None
         self._cluster: str | None = None
         self._service_roles: dict[str, str] = {}
@@ -392,9 +393,10 @@ class AwsBackend:
             instance_type = "c5.large"
         chosen = server_profile(platform, instance_type=instance_type, vcpu=vcpu,
                                 memory_gb=memory_gb, arch=arch, book=book)
-        if model_from != "package":
-            raise ValueError(f"model_from={model_from!r}: the aws backend's servers carry the "
-                             "model in their package or image only")
+        if model_from not in ("package", "s3") or (model_from == "s3" and platform != "ec2"):
+            raise ValueError(f"model_from={model_from!r} on {platform}: the aws backend's "
+                             "servers carry the model in their package or image; an EC2 "
+                             "instance may load it from the run's bucket (model_from='s3')")
         usd_per_hour = chosen.usd_per_hour(book)
         profile: dict[str, Any] = {"backend": self.name, "platform": platform,
                                    "target": target, "region": self.region,
@@ -409,6 +411,7 @@ class AwsBackend:
                            memory_gb=chosen.memory_gib, arch=chosen.arch)
             if chosen.gpu:
                 profile["gpu"] = chosen.gpu
+        profile["model_from"] = model_from
         label = f"{platform}-{size}-{target}"
         name = f"{platform}:{size}:{target}"
         estimate = usd_per_hour * ASSUMED_LIFETIME_S / 3600.0
@@ -428,8 +431,10 @@ class AwsBackend:
         if platform == "sagemaker":
             return self._start_endpoint(target, chosen.shape, label, name, profile, workers,
                                         threads)
-        start = self._start_instance if platform == "ec2" else self._start_task
-        return start(target, chosen, label, name, profile, workers, threads)
+        if platform == "ec2":
+            return self._start_instance(target, chosen, label, name, profile, workers, threads,
+                                        model_from=model_from)
+        return self._start_task(target, chosen, label, name, profile, workers, threads)
 
     def _poll_s(self, service: str) -> float:
         """How often to ask a control plane: AWS's, every few seconds; an offline one (moto)
@@ -488,9 +493,36 @@ class AwsBackend:
         return str(s3.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket(), "Key": key}, ExpiresIn=PRESIGN_S))
 
+    def _model_in_bucket(self, target: str) -> dict[str, str]:
+        """The target's model file in the run's bucket, as the server's runtime finds it
+        (``SERVEBENCH_MODEL_URL``: downloaded with the instance's role as the server starts)."""
+        from ...provider import get_provider
+
+        art = get_provider().artifact(target)
+        key = self._upload(art.path, f"models/{target}/{art.path.name}")
+        return {"SERVEBENCH_MODEL_URL": f"s3://{self.bucket()}/{key}",
+                "SERVEBENCH_MODEL_META": json.dumps(dict(art.meta), sort_keys=True)}
+
+    def _instance_profile(self) -> str:
+        """The run's instance profile: a role that reads the run's bucket, nothing else (an
+        instance that loads its model from S3 needs credentials; the others get none)."""
+        if self._profile_arn is None:
+            from .ec2 import EC2_TRUST, models_policy
+
+            iam = self.client("iam")
+            role = self._role_for("ec2-models", EC2_TRUST, models_policy(self.bucket()))
+            name = self.tags.name("ec2-models")
+            got = iam.create_instance_profile(InstanceProfileName=name,
+                                              Tags=self.tags.as_list())["InstanceProfile"]
+            self.ledger.add(Resource("instance_profile", name, str(got["Arn"])))
+            iam.add_role_to_instance_profile(InstanceProfileName=name,
+                                             RoleName=role.rsplit("/", 1)[-1])
+            self._profile_arn = str(got["Arn"])
+        return self._profile_arn
+
     def _start_instance(self, target: str, chosen: Any, label: str, name: str,
                         profile: dict[str, Any], workers: int,
-                        threads: int | None) -> ServerTarget:
+                        threads: int | None, *, model_from: str = "package") -> ServerTarget:
         from . import ec2
         from .packaging import build_zip
         from .servers import SERVING_PORT, Provisioned
@@ -502,19 +534,24 @@ class AwsBackend:
         package_key = self._upload(package.path, f"packages/{package.path.name}")
         code = ec2.code_zip()
         code_key = self._upload(code, f"code/{code.name}")
+        environment = self._model_in_bucket(target) if model_from == "s3" else {}
         script = ec2.user_data(target, package_url=self._presigned(package_key),
                                code_url=self._presigned(code_key),
                                model_file=package.model_file, port=SERVING_PORT,
-                               workers=workers, threads=threads, arch=chosen.arch)
+                               workers=workers, threads=threads, arch=chosen.arch,
+                               environment=environment)
         assert self._subnet_id is not None
+        instance_profile = self._instance_profile() if model_from == "s3" else None
         launched = time.time()
         instance = ec2.run_instance(client, ami=ami, instance_type=chosen.instance_type,
                                     group_id=group, subnet_id=self._subnet_id, script=script,
-                                    name=self.tags.name(label), tags=self.tags.as_list())
+                                    name=self.tags.name(label), tags=self.tags.as_list(),
+                                    instance_profile_arn=instance_profile)
         made = [self.ledger.add(Resource(
             "instance", instance, f"arn:aws:ec2:{self.region}::instance/{instance}"))]
         server = Provisioned("ec2", instance, target, SERVING_PORT, chosen.shape,
-                             float(profile["usd_per_hour"]), chosen.basis(), launched)
+                             float(profile["usd_per_hour"]), chosen.basis(), launched,
+                             environment=environment)
         poll = self._poll_s("ec2")
 
         def dead() -> str | None:
@@ -969,6 +1006,13 @@ def remove_resource(client: Any, resource: Resource) -> None:
         s3.delete_bucket(Bucket=resource.name)
     elif resource.kind == "repository":
         client("ecr").delete_repository(repositoryName=resource.name, force=True)
+    elif resource.kind == "instance_profile":
+        iam = client("iam")
+        got = iam.get_instance_profile(InstanceProfileName=resource.name)["InstanceProfile"]
+        for role in got.get("Roles", []):
+            iam.remove_role_from_instance_profile(InstanceProfileName=resource.name,
+                                                  RoleName=role["RoleName"])
+        iam.delete_instance_profile(InstanceProfileName=resource.name)
     elif resource.kind == "instance":
         from .ec2 import terminate
 

@@ -74,9 +74,16 @@ def code_zip() -> Path:
 
 
 def user_data(target: str, *, package_url: str, code_url: str, model_file: str, port: int,
-              workers: int, threads: int | None, arch: str) -> str:
+              workers: int, threads: int | None, arch: str,
+              environment: dict[str, str] | None = None) -> str:
     """The boot script: fetch, unpack, start ``servebench serve`` on ``port``, log to the
-    console (what ``get_console_output`` shows when the instance never gets ready)."""
+    console (what ``get_console_output`` shows when the instance never gets ready).
+    ``environment``: what the server is started with (a model to load from S3 replaces the
+    package's)."""
+    exports = "".join(f"export {k}={shlex.quote(v)}\n"
+                      for k, v in sorted((environment or {}).items()))
+    model = ("" if environment and "SERVEBENCH_MODEL_URL" in environment else
+             f"export SERVEBENCH_MODEL_PATH=/opt/servebench/task/{shlex.quote(model_file)}\n")
     serve = ["python3.11", "-m", "pytest_servebench.cli", "serve", target, "--host", "0.0.0.0",
              "--port", str(port), "--workers", str(workers)]
     if threads:
@@ -95,8 +102,7 @@ curl -fsSL --retry 5 -o code.zip {shlex.quote(code_url)}
 unzip -q -o package.zip -d task && unzip -q -o code.zip -d code
 python3.11 -m pip install --quiet uvicorn
 {own_wheels}export PYTHONPATH=/opt/servebench/arch:/opt/servebench/code:/opt/servebench/task
-export SERVEBENCH_MODEL_PATH=/opt/servebench/task/{shlex.quote(model_file)}
-nohup {shlex.join(serve)} > {SERVE_LOG} 2>&1 &
+{model}{exports}nohup {shlex.join(serve)} > {SERVE_LOG} 2>&1 &
 """
     if len(script.encode()) > USER_DATA_LIMIT:
         raise ValueError(f"user data of {len(script.encode())} bytes is over EC2's "
@@ -138,10 +144,50 @@ def security_group(ec2: Any, *, name: str, vpc_id: str, caller_cidr: str, port: 
     return group_id
 
 
+EC2_TRUST = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+     "Action": "sts:AssumeRole"}]}
+
+
+def models_policy(bucket: str) -> dict[str, Any]:
+    """Read the run's models, nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": f"arn:aws:s3:::{bucket}/models/*"}]}
+
+
+INSTANCE_PROFILE_PROPAGATION_S = 60.0  # a new instance profile is refused for a few seconds
+
+
 def run_instance(ec2: Any, *, ami: str, instance_type: str, group_id: str, subnet_id: str,
-                 script: str, name: str, tags: list[dict[str, str]]) -> str:
-    """One instance with a public address; its id."""
-    got = ec2.run_instances(
+                 script: str, name: str, tags: list[dict[str, str]],
+                 instance_profile_arn: str | None = None) -> str:
+    """One instance with a public address (and ``instance_profile_arn``'s role); its id. A
+    new instance profile is retried while IAM propagates it."""
+    import time
+
+    from .resources import error_code
+
+    extra: dict[str, Any] = ({"IamInstanceProfile": {"Arn": instance_profile_arn}}
+                             if instance_profile_arn else {})
+    deadline = time.monotonic() + INSTANCE_PROFILE_PROPAGATION_S
+    while True:
+        try:
+            return _run_instance(ec2, ami=ami, instance_type=instance_type, group_id=group_id,
+                                 subnet_id=subnet_id, script=script, name=name, tags=tags,
+                                 extra=extra)
+        except Exception as exc:
+            propagating = "iam instance profile" in str(exc).lower()
+            if not (extra and error_code(exc) == "InvalidParameterValue" and propagating
+                    and time.monotonic() < deadline):
+                raise
+            time.sleep(3.0)
+
+
+def _run_instance(ec2: Any, *, ami: str, instance_type: str, group_id: str, subnet_id: str,
+                  script: str, name: str, tags: list[dict[str, str]],
+                  extra: dict[str, Any]) -> str:
+    got = ec2.run_instances(**extra,
         ImageId=ami, InstanceType=instance_type, MinCount=1, MaxCount=1, UserData=script,
         InstanceInitiatedShutdownBehavior="terminate",  # a shutdown is never a stopped bill
         NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [group_id],

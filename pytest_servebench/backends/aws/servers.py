@@ -25,7 +25,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...waiting import wait_for
@@ -58,6 +58,7 @@ class Provisioned:
     basis: str
     launched_unix: float
     cluster: str = ""  # Fargate: the task's cluster
+    environment: dict[str, str] = field(default_factory=dict)  # what its server is started with
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,7 @@ class LoopbackStandIn:
             running = self._running.get(server.ident)
             if running is None:
                 running = ServerProcess(server.target, owner=self._owner, shape=server.shape,
-                                        shaper=self._shaper,
+                                        shaper=self._shaper, environment=server.environment,
                                         label=f"aws-{server.platform}-{server.target}")
                 self._running[server.ident] = running
         return f"http://127.0.0.1:{running.port}"

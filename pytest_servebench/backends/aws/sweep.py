@@ -24,7 +24,7 @@ from .resources import NAME_PREFIX, TAG_CREATED, TAG_RUN, Resource, is_gone
 # Removal order: what uses a thing goes before it.
 _ORDER = {"function": 0, "endpoint": 0, "instance": 0, "task": 0, "endpoint_config": 1,
           "task_definition": 1, "model": 2, "cluster": 2, "log_group": 3, "security_group": 4,
-          "bucket": 5, "repository": 6, "role": 7}
+          "bucket": 5, "repository": 6, "instance_profile": 7, "role": 8}
 TAGGED_TYPES = ["lambda:function", "s3", "logs", "ecr:repository", "ec2:instance",
                 "ec2:security-group", "ecs:cluster", "ecs:task-definition", "ecs:task"]
 
@@ -109,6 +109,21 @@ def _roles(client: Callable[[str], Any]) -> Iterable[Leftover]:
                                _created(tags))
 
 
+def _instance_profiles(client: Callable[[str], Any]) -> Iterable[Leftover]:
+    iam = client("iam")
+    for page in iam.get_paginator("list_instance_profiles").paginate():
+        for got in page.get("InstanceProfiles", []):
+            name = got["InstanceProfileName"]
+            if not name.startswith(NAME_PREFIX):
+                continue
+            # GetInstanceProfile carries the tags (moto has no ListInstanceProfileTags)
+            tags = {t["Key"]: t["Value"] for t in iam.get_instance_profile(
+                InstanceProfileName=name)["InstanceProfile"].get("Tags", [])}
+            if TAG_RUN in tags:
+                yield Leftover(Resource("instance_profile", name, got["Arn"]), tags[TAG_RUN],
+                               _created(tags))
+
+
 def _repositories(client: Callable[[str], Any]) -> Iterable[Leftover]:
     ecr = client("ecr")
     for page in ecr.get_paginator("describe_repositories").paginate():
@@ -184,7 +199,8 @@ def find_leftovers(client: Callable[[str], Any], *, run_id: str | None = None,
     order they can be removed."""
     now = time.time() if now is None else now
     seen: dict[tuple[str, str], Leftover] = {}
-    for finder in (_tagging, _functions, _roles, _repositories, _sagemaker):
+    for finder in (_tagging, _functions, _roles, _instance_profiles, _repositories,
+                   _sagemaker):
         for left in finder(client):
             key = (left.resource.kind, left.resource.arn if left.resource.kind == "task"
                    else left.resource.name)

@@ -203,6 +203,9 @@ def left_in_moto(run_id: str) -> list[str]:
              if r["repositoryName"].startswith(prefix)]
     left += [f"role {r['RoleName']}" for r in boto3.client("iam").list_roles()["Roles"]
              if r["RoleName"].startswith(prefix)]
+    left += [f"instance profile {p['InstanceProfileName']}" for p in
+             boto3.client("iam").list_instance_profiles()["InstanceProfiles"]
+             if p["InstanceProfileName"].startswith(prefix)]
     left += [f"bucket {b['Name']}" for b in boto3.client("s3").list_buckets()["Buckets"]
              if b["Name"].startswith(prefix)]
     return sorted(set(left))

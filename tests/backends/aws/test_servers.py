@@ -22,7 +22,12 @@ from pytest_servebench.backends.aws.ec2 import AMI_PARAMETERS
 from pytest_servebench.backends.aws.images import NoPush
 from pytest_servebench.backends.aws.packaging import FunctionPackage
 from pytest_servebench.backends.aws.sagemaker import EndpointTarget
-from pytest_servebench.backends.aws.servers import LoopbackStandIn, Provisioned, ServerBill
+from pytest_servebench.backends.aws.servers import (
+    LoopbackStandIn,
+    Provisioned,
+    ServerBill,
+    health_doc,
+)
 from pytest_servebench.backends.aws.sweep import find_leftovers, sweep
 from pytest_servebench.backends.base import ServerTarget
 from pytest_servebench.waiting import NotReady
@@ -219,7 +224,7 @@ def test_a_killed_run_leaves_servers_the_sweeper_finds_and_removes(
     import boto3
 
     backend = AwsBackend(images=NoPush())
-    backend.server("text_rf", platform="ec2", instance_type="c5.large")
+    backend.server("text_rf", platform="ec2", instance_type="c5.large", model_from="s3")
     backend.server("text_rf", platform="fargate", vcpu=0.5, memory_gb=1)
     backend.server("text_rf", platform="sagemaker", instance_type="ml.c5.large")
     assert isinstance(backend.reach, LoopbackStandIn)
@@ -229,7 +234,7 @@ def test_a_killed_run_leaves_servers_the_sweeper_finds_and_removes(
     found = find_leftovers(lambda s: session.client(s), run_id=run_id)
     kinds = sorted({left.resource.kind for left in found})
     assert kinds == ["bucket", "cluster", "endpoint", "endpoint_config", "instance",
-                     "log_group", "model", "repository", "role", "security_group", "task",
+                     "instance_profile", "log_group", "model", "repository", "role", "security_group", "task",
                      "task_definition"]
     assert sweep(lambda s: session.client(s), found) == []
     assert left_in_moto(run_id) == []
@@ -296,7 +301,7 @@ def test_the_shipped_policy_allows_every_call_a_server_makes(
 
     backend = AwsBackend(images=NoPush())
     backend.session.events.register("before-call", record)
-    backend.server("text_rf", platform="ec2", instance_type="c5.large")
+    backend.server("text_rf", platform="ec2", instance_type="c5.large", model_from="s3")
     backend.server("text_rf", platform="fargate", vcpu=1, memory_gb=2)
     endpoint = backend.server("text_rf", platform="sagemaker", instance_type="ml.c5.large")
     run_sync(lambda: drive(endpoint, ClosedLoop(concurrency=1, requests=2),
@@ -337,4 +342,42 @@ def test_a_function_over_the_zip_limit_deploys_as_the_targets_image(
         assert got["Code"]["ImageUri"] == fn.profile["image"] == images.published[0][1]
         assert images.published[0][1].startswith(repo["repositoryUri"])
         assert fn.profile["package"] == "image" and "not pushed" in fn.profile["image_note"]
+    assert left_in_moto(backend.tags.run_id) == []
+
+
+def test_an_instance_loads_its_model_from_the_runs_bucket(
+        loopback_servers: Moto, tiny_package: FunctionPackage) -> None:
+    """Control plane: moto (the model uploaded to the run's bucket, an instance profile whose
+    role reads it). Data path: the local server standing in for the instance downloads the
+    model from that bucket (moto's S3) as it starts, as the instance would with its role."""
+    import boto3
+
+    ec2, iam = boto3.client("ec2"), boto3.client("iam")
+    with AwsBackend() as backend:
+        server = backend.server("text_rf", platform="ec2", instance_type="t2.small",
+                                model_from="s3")
+        inst = ec2.describe_instances(InstanceIds=[server.profile["instance_id"]])[
+            "Reservations"][0]["Instances"][0]
+        (profile,) = [p for p in iam.list_instance_profiles()["InstanceProfiles"]
+                      if p["InstanceProfileName"].startswith(backend.tags.prefix)]
+        assert inst["IamInstanceProfile"]["Arn"] == profile["Arn"]
+        (role,) = profile["Roles"]
+        policy = iam.get_role_policy(RoleName=role["RoleName"], PolicyName="servebench")
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert statement["Action"] == ["s3:GetObject"]
+        assert statement["Resource"] == f"arn:aws:s3:::{backend.bucket()}/models/*"
+        keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(
+            Bucket=backend.bucket(), Prefix="models/")["Contents"]]
+        assert len(keys) == 1 and keys[0].startswith("models/text_rf/")
+        script = base64.b64decode(ec2.describe_instance_attribute(
+            InstanceId=inst["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+        assert f"export SERVEBENCH_MODEL_URL=s3://{backend.bucket()}/{keys[0]}" in script
+        assert "SERVEBENCH_MODEL_PATH" not in script
+        assert server.profile["model_from"] == "s3"
+        base = server.url.removesuffix("/predict")
+        assert "download_s" in health_doc(base)["init_timings_s"]  # it came from the bucket
+        assert _predict(server)["target"] == "text_rf"
+        with pytest.raises(ValueError, match="model_from='s3' on fargate"):
+            backend.server("text_rf", platform="fargate", vcpu=1, memory_gb=2,
+                           model_from="s3")
     assert left_in_moto(backend.tags.run_id) == []
