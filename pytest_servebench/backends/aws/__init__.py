@@ -578,11 +578,13 @@ class AwsBackend:
         from .servers import READY_TIMEOUT_S, health_doc, wait_healthy
 
         reach = self._reach()
-        try:
+        started = time.monotonic()  # ready_s: from asking for its address to healthy (boot,
+        try:                        # install and model load on AWS; the stand-in's start here)
             base = reach.base_url(server, address)
-            waited = wait_healthy(base, what=f"{name} ({server.ident})",
-                                  timeout_s=self.ready_timeout_s or READY_TIMEOUT_S,
-                                  interval_s=poll_s, logs=logs, dead=dead)
+            wait_healthy(base, what=f"{name} ({server.ident})",
+                         timeout_s=self.ready_timeout_s or READY_TIMEOUT_S,
+                         interval_s=poll_s, logs=logs, dead=dead)
+            waited = time.monotonic() - started
         except BaseException:
             reach.release(server)
             self._undo(made)
