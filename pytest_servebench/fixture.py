@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .engine import drive, run_sync
@@ -99,9 +99,13 @@ class Servebench:
         target: Target | None = None,
         timeout: float | str | None = None,
         time_limit: float | str | None = None,
+        driver: str | None = None,
+        workers: int | None = None,
     ) -> Result:
         """Drive ``workload`` against ``target`` (default: the session's ``--target``) and
-        return its ``Result``. ``payloads`` are sent round-robin; ``payload`` is one for all."""
+        return its ``Result``. ``payloads`` are sent round-robin; ``payload`` is one for all.
+        ``driver="locust"`` sends them from Locust's master and ``workers`` workers instead of
+        this process (default: ``--servebench-driver``, ``--servebench-workers``)."""
         tgt = target or self.target
         if tgt is None:
             raise NoTargetError(
@@ -112,6 +116,8 @@ class Servebench:
             raise ValueError("give payload= or payloads=, not both")
         items = [Payload.of(p) for p in (payloads if payloads is not None else [payload])]
         s = self.settings
+        if driver is not None or workers is not None:
+            s = replace(s, driver=driver or s.driver, workers=workers or s.workers)
         timeout_s = parse_duration_s(timeout) if timeout is not None else s.timeout_s
         limit_s = parse_duration_s(time_limit) if time_limit is not None else s.time_limit_s
         stand_in = None
@@ -125,9 +131,15 @@ class Servebench:
             # One measurement at a time on this machine (xdist workers, other sessions); the
             # wait is bounded by this run's own bounds plus a margin.
             with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
-                show = self._progress(str(workload)) if self._progress is not None else None
-                recording = run_sync(lambda: drive(tgt, workload, items, timeout_s=timeout_s,
-                                                   time_limit_s=limit_s, progress=show))
+                if s.driver == "locust":
+                    recording = _run_locust(tgt, workload, items, s, timeout_s=timeout_s,
+                                            time_limit_s=limit_s)
+                else:
+                    show = (self._progress(str(workload)) if self._progress is not None
+                            else None)
+                    recording = run_sync(lambda: drive(tgt, workload, items,
+                                                       timeout_s=timeout_s,
+                                                       time_limit_s=limit_s, progress=show))
             if isinstance(tgt, CompletesRecordings):
                 recording = tgt.complete(recording)
         result = summarize(
@@ -148,3 +160,19 @@ class Servebench:
         if self._on_result is not None:
             self._on_result(result)
         return result
+
+
+def _run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload],
+                settings: Settings, *, timeout_s: float, time_limit_s: float) -> Recording:
+    """The run on Locust's master and workers (``locust_driver``): local workers on loopback,
+    or a master bound where workers on other machines attach (``locust_master``)."""
+    from .locust_driver import run_locust
+
+    if settings.locust_master is None:
+        return run_locust(target, workload, payloads, workers=settings.workers,
+                          timeout_s=timeout_s, time_limit_s=time_limit_s,
+                          csv_prefix=settings.locust_csv)
+    host, _, port = settings.locust_master.rpartition(":")
+    return run_locust(target, workload, payloads, workers=settings.workers,
+                      timeout_s=timeout_s, time_limit_s=time_limit_s, master_bind=host,
+                      master_port=int(port), local_workers=0, csv_prefix=settings.locust_csv)

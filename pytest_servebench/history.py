@@ -649,9 +649,9 @@ def find_run(runs: Sequence[Run], ref: str | None) -> int:
     >>> find_run(runs, "main"), find_run(runs, "a1"), find_run(runs, None)
     (1, 0, 1)
     """
-    if not runs:
-        raise LookupError("the history holds no runs")
     if ref is None:
+        if not runs:
+            raise LookupError("the history holds no runs")
         return len(runs) - 1
     for i in range(len(runs) - 1, -1, -1):
         if ref in (runs[i].run_id, runs[i].name):

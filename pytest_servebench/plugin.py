@@ -12,6 +12,7 @@ import pytest
 
 from .deployments import servebench_deploy  # noqa: F401 - a fixture: found by being here
 from .options import BUILTIN_TARGETS
+from .settings import DRIVERS
 
 if TYPE_CHECKING:
     from .cost import CostEstimate
@@ -122,6 +123,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--servebench-xdist-group", choices=("module", "off"), default="module",
                     help="under xdist, keep each benchmark module on one worker (module, "
                          "default: -n switches --dist=load to loadgroup) or not (off)")
+    group.addoption("--servebench-driver", choices=DRIVERS, default="inprocess",
+                    help="who sends the requests: this process's engine (inprocess, default) "
+                         "or Locust's master and workers (locust)")
+    group.addoption("--servebench-workers", type=int, default=1, metavar="N",
+                    help="Locust workers for --servebench-driver=locust (default 1), started "
+                         "on this machine")
+    group.addoption("--servebench-locust-master", default=None, metavar="HOST:PORT",
+                    help="bind the Locust master there and start no local workers: run "
+                         "'python -m pytest_servebench.locust_driver.runner worker --master "
+                         "HOST:PORT' on the load machines (Locust's workers do not "
+                         "authenticate: a private network only)")
+    group.addoption("--servebench-locust-csv", default=None, metavar="PREFIX",
+                    help="also write Locust's own CSV statistics (its rounded figures) to "
+                         "PREFIX_stats.csv ...")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -159,6 +174,10 @@ def _settings(config: pytest.Config) -> Settings:
             point_estimates=config.getoption("servebench_slo_estimate") == "point",
             late_threshold_s=parse_duration_s(config.getoption("servebench_late_threshold")),
             max_late_share=config.getoption("servebench_max_late_share"),
+            driver=config.getoption("servebench_driver"),
+            workers=config.getoption("servebench_workers"),
+            locust_master=config.getoption("servebench_locust_master"),
+            locust_csv=config.getoption("servebench_locust_csv"),
         )
     except ValueError as exc:
         raise pytest.UsageError(f"servebench: {exc}") from exc

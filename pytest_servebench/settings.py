@@ -13,6 +13,7 @@ from .stats import DEFAULT_CONFIDENCE
 # in a short run from invalidating it: see ``result.ScheduleLag.fell_behind``.)
 LATE_THRESHOLD_S = 0.005
 MAX_LATE_SHARE = 0.01
+DRIVERS = ("inprocess", "locust")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,8 +27,23 @@ class Settings:
     keep_records: bool = True
     late_threshold_s: float = LATE_THRESHOLD_S
     max_late_share: float = MAX_LATE_SHARE
+    # Who sends the requests: this process's engine, or Locust's master and workers
+    # (``locust_driver``); ``locust_master`` is the master's HOST:PORT when workers on other
+    # machines attach to it, ``locust_csv`` a prefix for Locust's own CSV statistics.
+    driver: str = "inprocess"
+    workers: int = 1
+    locust_master: str | None = None
+    locust_csv: str | None = None
 
     def __post_init__(self) -> None:
+        if self.driver not in DRIVERS:
+            raise ValueError(f"the driver is one of {', '.join(DRIVERS)}, not {self.driver!r}")
+        if self.workers < 1:
+            raise ValueError("the driver needs at least 1 worker")
+        if self.locust_master is not None:
+            host, sep, port = self.locust_master.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"the Locust master is HOST:PORT, not {self.locust_master!r}")
         if not self.timeout_s > 0:
             raise ValueError("the per-request timeout must be > 0 seconds")
         if not self.time_limit_s > 0:

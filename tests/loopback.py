@@ -2,6 +2,7 @@
 
 Runs its own event loop in a thread. Knobs: a fixed delay per request, a stall window (every
 request that arrives inside it is held until the window ends: a GC pause or a stuck worker),
+repeated with a period if asked,
 an HTTP status to answer with, and closing the connection after each reply. It counts requests
 and the highest number handled at once.
 """
@@ -20,6 +21,7 @@ class Behaviour:
     status: int = 200
     stall_from_s: float | None = None  # seconds after start_clock()
     stall_for_s: float = 0.0
+    stall_every_s: float | None = None  # the stall window comes back with this period
     close_after_reply: bool = False
     body: bytes = b"ok"
 
@@ -102,6 +104,8 @@ class LoopbackServer:
         try:
             now = time.perf_counter() - self._t0
             stall = b.stall_from_s
+            if stall is not None and b.stall_every_s and now >= stall:
+                stall += (now - stall) // b.stall_every_s * b.stall_every_s
             if stall is not None and stall <= now < stall + b.stall_for_s:
                 await asyncio.sleep(stall + b.stall_for_s - now)
             if b.delay_s:

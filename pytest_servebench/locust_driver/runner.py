@@ -1,0 +1,117 @@
+"""The driver's processes: ``python -m pytest_servebench.locust_driver.runner master|worker``.
+
+The master is Locust's ``MasterRunner``: it waits (bounded) for the expected workers, sends each
+its share with a custom message, starts one ``ServebenchUser`` per worker through Locust's own
+dispatch, gathers the rows the workers ship, and writes them to ``--out`` as JSON. A worker is
+Locust's ``WorkerRunner`` connected to the master's address; it runs until the master quits.
+Exit status: 0 done, 3 the workers did not all come, 4 the run did not finish in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust  # noqa: F401  (its import monkey-patches the standard library with gevent)
+from locust.env import Environment
+
+from .user import DONE_MESSAGE, PLAN_MESSAGE, ROWS_MESSAGE, ServebenchUser, on_plan
+
+EXIT_NO_WORKERS = 3
+EXIT_LATE = 4
+
+
+def _master(args: argparse.Namespace) -> int:
+    spec = json.loads(Path(args.spec).read_text())
+    expected = int(spec["workers"])
+    env = Environment(user_classes=[ServebenchUser])
+    runner = env.create_master_runner(master_bind_host=args.bind, master_bind_port=args.port)
+    rows: list[list[Any]] = []
+    done: dict[int, dict[str, Any]] = {}
+
+    def on_rows(environment: Any, msg: Any, **_: Any) -> None:
+        rows.extend(msg.data["rows"])
+
+    def on_done(environment: Any, msg: Any, **_: Any) -> None:
+        done[int(msg.data["index"])] = msg.data
+
+    runner.register_message(ROWS_MESSAGE, on_rows)
+    runner.register_message(DONE_MESSAGE, on_done)
+    csv_writer = None
+    if spec.get("csv_prefix"):
+        from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
+
+        csv_writer = StatsCSVFileWriter(env, PERCENTILES_TO_REPORT, spec["csv_prefix"],
+                                        full_history=False)
+        gevent.spawn(csv_writer)
+    deadline = time.monotonic() + float(spec["start_timeout_s"])
+    while len(runner.clients.ready) < expected:
+        if time.monotonic() >= deadline:
+            print(f"servebench: {len(runner.clients.ready)} of {expected} Locust workers "
+                  f"connected to {args.bind}:{args.port} within {spec['start_timeout_s']:g} s",
+                  file=sys.stderr, flush=True)
+            runner.quit()
+            return EXIT_NO_WORKERS
+        gevent.sleep(0.05)
+    # Each ready worker's Locust index gets the next share of the plan.
+    indexes = sorted(runner.get_worker_index(c.id)  # type: ignore[no-untyped-call]
+                     for c in runner.clients.ready)[:expected]
+    plans = {str(ix): {**spec["plans"][k], "index": ix} for k, ix in enumerate(indexes)}
+    t0 = time.time() + float(spec.get("start_delay_s", 1.0))
+    payloads = [[base64.b64decode(b), ct] for b, ct in spec["payloads"]]
+    runner.send_message(PLAN_MESSAGE, {
+        "plans": plans, "t0": t0, "url": spec["url"], "payloads": payloads,
+        "headers": spec.get("headers") or {}, "timeout_s": spec["timeout_s"],
+        "time_limit_s": spec["time_limit_s"], "report_to_locust": bool(csv_writer),
+        "request_name": spec.get("request_name", "servebench")})
+    runner.start(expected, spawn_rate=max(expected, 100))
+    finish_by = (time.monotonic() + (t0 - time.time()) + float(spec["time_limit_s"])
+                 + float(spec["timeout_s"]) + 10.0)
+    while len(done) < expected and time.monotonic() < finish_by:
+        gevent.sleep(0.05)
+    gevent.sleep(0.2)  # rows sent just before a done message are already in
+    if csv_writer is not None:
+        csv_writer.stats_writer()  # the last figures, then the files are closed
+        csv_writer.close_files()
+    out = {"t0": t0, "rows": rows, "done": {str(k): v for k, v in done.items()},
+           "expected": expected, "worker_indexes": indexes}
+    tmp = Path(args.out + ".tmp")
+    tmp.write_text(json.dumps(out))
+    os.replace(tmp, args.out)
+    runner.quit()
+    return 0 if len(done) == expected else EXIT_LATE
+
+
+def _worker(args: argparse.Namespace) -> int:
+    host, _, port = args.master.rpartition(":")
+    env = Environment(user_classes=[ServebenchUser])
+    runner = env.create_worker_runner(host, int(port))
+    runner.register_message(PLAN_MESSAGE, on_plan)
+    assert runner.greenlet is not None
+    runner.greenlet.join()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_servebench.locust_driver.runner")
+    sub = parser.add_subparsers(dest="role", required=True)
+    master = sub.add_parser("master")
+    master.add_argument("--spec", required=True)
+    master.add_argument("--out", required=True)
+    master.add_argument("--bind", default="127.0.0.1")
+    master.add_argument("--port", type=int, required=True)
+    worker = sub.add_parser("worker")
+    worker.add_argument("--master", required=True, help="HOST:PORT")
+    args = parser.parse_args(argv)
+    return _master(args) if args.role == "master" else _worker(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

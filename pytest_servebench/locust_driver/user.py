@@ -1,0 +1,232 @@
+"""What runs inside a Locust worker: one ``ServebenchUser`` per worker executes that worker's
+share of the workload (``plan.WorkerPlan``) on gevent and ships every request's row to the master
+with Locust's messages. Importing this module imports Locust (and gevent's monkey-patching):
+only the driver's own master and worker processes do, never a pytest process.
+
+Rules kept from the in-process engine: a scheduled request is timed from its intended send time
+(a stalled server shows in the latency, however Locust paces users); an arrival that finds the
+in-flight bound full is dropped and counted (as k6 does), not delayed; every request has a total
+deadline; the run ends by its time limit whatever the target does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.pool
+from geventhttpclient import HTTPClient
+from geventhttpclient.url import URL
+from locust import User, task
+from locust.exception import StopUser
+
+from .plan import WorkerPlan
+
+ROWS_MESSAGE = "servebench_rows"
+DONE_MESSAGE = "servebench_done"
+PLAN_MESSAGE = "servebench_plan"
+FLUSH_S = 0.5
+_DETAIL = 200
+
+# One worker process serves one run: the plan arrives by message before the user starts.
+_plan: dict[str, Any] = {}
+_plan_ready = gevent.event.Event()
+
+
+def on_plan(environment: Any, msg: Any, **_: Any) -> None:
+    _plan.clear()
+    _plan.update(msg.data)
+    _plan_ready.set()
+
+
+class _Http:
+    """POSTs one payload; returns (ok, error, status, detail) and never raises."""
+
+    def __init__(self, url: str, *, concurrency: int, timeout_s: float,
+                 headers: dict[str, str]) -> None:
+        parsed = URL(url)
+        self.path = parsed.request_uri
+        self.timeout_s = timeout_s
+        self.headers = headers
+        self.client = HTTPClient.from_url(parsed, concurrency=max(1, concurrency),
+                                          connection_timeout=timeout_s,
+                                          network_timeout=timeout_s)
+
+    def send(self, body: bytes, content_type: str) -> tuple[bool, str | None, int | None,
+                                                             str | None]:
+        try:
+            with gevent.Timeout(self.timeout_s):
+                resp = self.client.request("POST", self.path, body=body,
+                                           headers={**self.headers,
+                                                    "Content-Type": content_type})
+                data = resp.read()
+        except gevent.Timeout:
+            return False, "timeout", None, f"no reply within {self.timeout_s:g} s"
+        except ConnectionRefusedError as exc:
+            return False, "connect", None, str(exc)[:_DETAIL]
+        except OSError as exc:
+            return False, "connection", None, f"{type(exc).__name__}: {exc}"[:_DETAIL]
+        except Exception as exc:  # the client broke: count it, keep going
+            return False, "client_error", None, f"{type(exc).__name__}: {exc}"[:_DETAIL]
+        status = int(resp.status_code)
+        if 200 <= status < 300:
+            return True, None, status, None
+        return False, f"http_{status}", status, data[:_DETAIL].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Execution:
+    """One worker's share, timed on this machine's clock from the run's common start."""
+
+    def __init__(self, environment: Any, spec: dict[str, Any]) -> None:
+        self.environment = environment
+        self.index = int(environment.runner.worker_index)
+        self.plan = WorkerPlan.from_json(spec["plans"][str(self.index)])
+        self.payloads = [(bytes(b), str(ct)) for b, ct in spec["payloads"]]
+        self.timeout_s = float(spec["timeout_s"])
+        self.time_limit_s = float(spec["time_limit_s"])
+        self.report_to_locust = bool(spec.get("report_to_locust"))
+        self.request_name = str(spec.get("request_name") or "servebench")
+        # perf_counter() at the common start (a unix time, the same clock on every worker of
+        # this machine; workers elsewhere need synchronised clocks)
+        self.origin = time.perf_counter() - (time.time() - float(spec["t0"]))
+        cap = self.plan.max_in_flight if self.plan.kind == "scheduled" else self.plan.users
+        self.http = _Http(str(spec["url"]), concurrency=cap, timeout_s=self.timeout_s,
+                          headers=dict(spec.get("headers") or {}))
+        self.rows: list[list[Any]] = []
+        self.sent_rows = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.first_out: float | None = None
+
+    def now(self) -> float:
+        return time.perf_counter() - self.origin
+
+    def one(self, index: int, warmup: bool, intended: float) -> None:
+        body, content_type = self.payloads[index % len(self.payloads)]
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        sent = self.now()
+        try:
+            ok, error, status, detail = self.http.send(body, content_type)
+        finally:
+            self.in_flight -= 1
+        done = self.now()
+        self.rows.append([index, warmup, intended, sent, done, ok, error, status, detail])
+        if self.report_to_locust:  # Locust's own statistics (its CSV and UI), rounded by it
+            self.environment.events.request.fire(
+                request_type="POST", name=self.request_name,
+                response_time=(done - intended) * 1000, response_length=0,
+                exception=None if ok else RuntimeError(error), context={})
+
+    def flush(self) -> None:
+        rows = self.rows[self.sent_rows:]
+        if rows:
+            self.sent_rows += len(rows)
+            self.environment.runner.send_message(ROWS_MESSAGE, {"index": self.index,
+                                                                "rows": rows})
+
+    def _flusher(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_S)
+            self.flush()
+
+    def run(self) -> None:
+        flusher = gevent.spawn(self._flusher)
+        try:
+            if self.plan.kind == "scheduled":
+                self._scheduled()
+            else:
+                self._closed()
+        finally:
+            flusher.kill()
+            self.http.close()
+        self.flush()
+        self.environment.runner.send_message(DONE_MESSAGE, {
+            "index": self.index, "rows": self.sent_rows, "max_in_flight": self.max_in_flight,
+            "first_out": self.first_out})
+
+    def _scheduled(self) -> None:
+        pool = gevent.pool.Group()
+        arrivals = self.plan.arrivals
+        stop_at = min(self.time_limit_s, (arrivals[-1][1] if arrivals else 0.0)
+                      + self.timeout_s)
+        for k, (index, intended, warmup) in enumerate(arrivals):
+            delay = intended - self.now()
+            if delay > 0:
+                gevent.sleep(delay)
+            now = self.now()
+            if now >= stop_at:
+                self.rows.extend([i, w, t, now, now, False, "not_sent",
+                                  None, "the run's time limit came first"]
+                                 for i, t, w in arrivals[k:])
+                break
+            if self.in_flight >= self.plan.max_in_flight:
+                self.rows.append([index, warmup, intended, now, now, False, "dropped", None,
+                                  f"{self.plan.max_in_flight} requests already in flight"])
+                continue
+            pool.spawn(self.one, index, warmup, intended)
+        hard = stop_at + self.timeout_s + 1.0
+        pool.join(timeout=max(0.0, hard - self.now()))
+        pool.kill(block=True, timeout=5)
+
+    def _closed(self) -> None:
+        plan = self.plan
+        counts = {"issued": 0, "measured": 0}
+        measure_start: list[float] = []
+        workers = self.environment.runner.worker_index
+
+        def next_slot() -> tuple[int, bool] | None:
+            now = self.now()
+            if now >= self.time_limit_s:
+                return None
+            warm = counts["issued"] < plan.warmup_requests or now < plan.warmup_s
+            if not warm:
+                if not measure_start:
+                    measure_start.append(now)
+                if plan.requests is not None and counts["measured"] >= plan.requests:
+                    return None
+                if plan.duration_s is not None and now - measure_start[0] >= plan.duration_s:
+                    return None
+                counts["measured"] += 1
+            counts["issued"] += 1
+            # a global index: this worker's count interleaved with the others'
+            return (counts["issued"] - 1) * 1024 + workers, warm
+
+        def user() -> None:
+            while (slot := next_slot()) is not None:
+                self.one(slot[0], slot[1], self.now())
+            if self.first_out is None:
+                self.first_out = self.now()
+
+        if plan.users == 0:
+            return
+        delay = -self.now()
+        if delay > 0:
+            gevent.sleep(delay)
+        group = gevent.pool.Group()
+        for _ in range(plan.users):
+            group.spawn(user)
+        hard = self.time_limit_s + self.timeout_s + 1.0
+        group.join(timeout=max(0.0, hard - self.now()))
+        group.kill(block=True, timeout=5)
+
+
+class ServebenchUser(User):
+    """One per worker: waits for the master's plan, runs this worker's share once, reports."""
+
+    host = "http://127.0.0.1"  # unused: the plan names the URL
+
+    @task
+    def run_share(self) -> None:
+        if not _plan_ready.wait(timeout=120):
+            raise StopUser()
+        _Execution(self.environment, dict(_plan)).run()
+        raise StopUser()
+
+
+__all__ = ["DONE_MESSAGE", "PLAN_MESSAGE", "ROWS_MESSAGE", "ServebenchUser", "on_plan"]
