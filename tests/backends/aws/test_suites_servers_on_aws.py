@@ -28,10 +28,12 @@ ROOT = Path(__file__).resolve().parents[3]
 def _suites(args: list[str], tmp_path: Path) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "pytest", *args, "--servebench-backend=aws",
-         "-p", "no:cacheprovider", "-q", "-p", "no:randomly", "-rs",
+         "-p", "no:cacheprovider", "-q", "-p", "no:randomly", "-rsf",
          f"--servebench-history={tmp_path / 'history.json'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=1500)
-    text = out.stdout[-8000:] + out.stderr[-3000:]
+    (tmp_path / "suites.out").write_text(out.stdout + out.stderr)
+    failed = "\n".join(line for line in out.stdout.splitlines() if line.startswith("FAILED"))
+    text = failed + "\n" + out.stdout[-8000:] + out.stderr[-3000:]
     print(text)  # shown with -s, and on failure
     assert out.returncode == 0, text
     assert not re.search(r"\d+ (failed|error)", text), text
@@ -79,3 +81,4 @@ def test_server_cases_of_a_study_are_provisioned_through_the_control_plane(
         assert profile["backend"] == "aws" and key in profile, profile
         assert profile["usd_per_hour"] > 0 and "address_note" in profile, profile
     assert _nothing_left() == []
+
