@@ -234,8 +234,8 @@ def test_a_killed_run_leaves_servers_the_sweeper_finds_and_removes(
     found = find_leftovers(lambda s: session.client(s), run_id=run_id)
     kinds = sorted({left.resource.kind for left in found})
     assert kinds == ["bucket", "cluster", "endpoint", "endpoint_config", "instance",
-                     "instance_profile", "log_group", "model", "repository", "role", "security_group", "task",
-                     "task_definition"]
+                     "instance_profile", "log_group", "model", "repository", "role",
+                     "security_group", "task", "task_definition"]
     assert sweep(lambda s: session.client(s), found) == []
     assert left_in_moto(run_id) == []
 
