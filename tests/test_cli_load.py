@@ -3,6 +3,7 @@ headers, and an exit status and message that say when every request failed and w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 from collections.abc import Iterator
@@ -168,3 +169,22 @@ def test_the_readmes_first_load_command_runs_as_written(recorder: Recorder) -> N
     args[1] = recorder.url
     assert main(args) == 0
     assert len(recorder.seen) == 500 and recorder.seen[0][0]["content-type"] == "image/jpeg"
+
+
+def test_the_locust_driver_sends_the_same_requests(
+        recorder: Recorder, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--driver locust --workers 2``: Locust's master and two workers send the seeded
+    schedule with the body, type and headers asked, and the summary is ours."""
+    if importlib.util.find_spec("locust") is None:  # importing it would gevent-patch us
+        pytest.skip("the Locust driver needs locust")
+    from pytest_servebench.workloads import OpenLoop
+
+    assert main(["load", recorder.url, "--driver", "locust", "--workers", "2", "-r", "40",
+                 "-d", "1", "--seed", "5", "--data", "hello", "-H", "X-Trace: abc",
+                 "--json", "--no-progress"]) == 0
+    expected = len(OpenLoop(rate=40, duration=1, seed=5).schedule())
+    assert len(recorder.seen) == expected
+    assert {(h["x-trace"], h["content-type"], b) for h, b in recorder.seen} == {
+        ("abc", "text/plain; charset=utf-8", b"hello")}
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == expected and summary["success_ratio"] == 1.0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from pytest_servebench import OpenLoop
 
 from .loopback import LoopbackServer
 
-pytest.importorskip("locust", reason="the Locust driver needs locust (the [locust] extra)")
+# find_spec, not importorskip: importing locust monkey-patches this whole process with gevent.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                                reason="the Locust driver needs locust (the [locust] extra)")
 
 
 def test_a_suite_runs_on_locust_workers_and_is_judged_the_same(

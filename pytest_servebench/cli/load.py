@@ -50,6 +50,10 @@ def add_parser(sub: Any) -> None:
                       help="a request header (repeatable)")
     load.add_argument("--method", default="POST")
     load.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
+    load.add_argument("--driver", choices=("inprocess", "locust"), default="inprocess",
+                      help="who sends: this process (default) or Locust's master and workers")
+    load.add_argument("--workers", type=int, default=1,
+                      help="Locust workers on this machine (--driver locust; default 1)")
     load.add_argument("--slo", action="append", default=[], help="e.g. 'p99 < 50ms'")
     load.add_argument("--json", action="store_true", help="print one JSON object")
     load.add_argument("--wait-for", type=float, default=0.0, metavar="SECONDS",
@@ -133,7 +137,8 @@ def load_command(args: argparse.Namespace) -> int:
         print("servebench load: the request body is empty (give --data or --payload)",
               file=sys.stderr)
     sb = Servebench(target=HttpTarget(args.url, method=args.method.upper(), headers=headers),
-                    settings=Settings(timeout_s=args.timeout, keep_records=False),
+                    settings=Settings(timeout_s=args.timeout, keep_records=False,
+                                      driver=args.driver, workers=args.workers),
                     progress=None if args.no_progress else _progress)
     r = sb.run(workload, payloads=items)
     summary = {

@@ -119,7 +119,9 @@ def run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload
                              for p in payloads],
                 "timeout_s": timeout_s, "time_limit_s": time_limit_s,
                 "start_timeout_s": start_timeout_s, "csv_prefix": csv_prefix,
-                "request_name": getattr(target, "name", "servebench")}
+                "request_name": getattr(target, "name", "servebench"),
+                "method": str(getattr(target, "method", "POST")).upper(),
+                "headers": dict(getattr(target, "headers", None) or {})}
         (workdir / "spec.json").write_text(json.dumps(spec))
         out = workdir / "out.json"
         env = dict(os.environ)

@@ -68,7 +68,8 @@ def _master(args: argparse.Namespace) -> int:
     payloads = [[base64.b64decode(b), ct] for b, ct in spec["payloads"]]
     runner.send_message(PLAN_MESSAGE, {
         "plans": plans, "t0": t0, "url": spec["url"], "payloads": payloads,
-        "headers": spec.get("headers") or {}, "timeout_s": spec["timeout_s"],
+        "headers": spec.get("headers") or {}, "method": spec.get("method", "POST"),
+        "timeout_s": spec["timeout_s"],
         "time_limit_s": spec["time_limit_s"], "report_to_locust": bool(csv_writer),
         "request_name": spec.get("request_name", "servebench")})
     runner.start(expected, spawn_rate=max(expected, 100))

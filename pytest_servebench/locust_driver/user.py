@@ -28,6 +28,7 @@ ROWS_MESSAGE = "servebench_rows"
 DONE_MESSAGE = "servebench_done"
 PLAN_MESSAGE = "servebench_plan"
 FLUSH_S = 0.5
+_SPIN_S = 0.0015
 _DETAIL = 200
 
 # One worker process serves one run: the plan arrives by message before the user starts.
@@ -45,8 +46,9 @@ class _Http:
     """POSTs one payload; returns (ok, error, status, detail) and never raises."""
 
     def __init__(self, url: str, *, concurrency: int, timeout_s: float,
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], method: str = "POST") -> None:
         parsed = URL(url)
+        self.method = method
         self.path = parsed.request_uri
         self.timeout_s = timeout_s
         self.headers = headers
@@ -58,7 +60,7 @@ class _Http:
                                                              str | None]:
         try:
             with gevent.Timeout(self.timeout_s):
-                resp = self.client.request("POST", self.path, body=body,
+                resp = self.client.request(self.method, self.path, body=body,
                                            headers={**self.headers,
                                                     "Content-Type": content_type})
                 data = resp.read()
@@ -96,7 +98,8 @@ class _Execution:
         self.origin = time.perf_counter() - (time.time() - float(spec["t0"]))
         cap = self.plan.max_in_flight if self.plan.kind == "scheduled" else self.plan.users
         self.http = _Http(str(spec["url"]), concurrency=cap, timeout_s=self.timeout_s,
-                          headers=dict(spec.get("headers") or {}))
+                          headers=dict(spec.get("headers") or {}),
+                          method=str(spec.get("method") or "POST"))
         self.rows: list[list[Any]] = []
         self.sent_rows = 0
         self.in_flight = 0
@@ -157,8 +160,10 @@ class _Execution:
                       + self.timeout_s)
         for k, (index, intended, warmup) in enumerate(arrivals):
             delay = intended - self.now()
-            if delay > 0:
-                gevent.sleep(delay)
+            if delay > _SPIN_S:  # gevent's timers fire up to a millisecond late: sleep to
+                gevent.sleep(delay - _SPIN_S)  # just short of the send time, then yield
+            while self.now() < intended:
+                gevent.sleep(0)
             now = self.now()
             if now >= stop_at:
                 self.rows.extend([i, w, t, now, now, False, "not_sent",

@@ -3,7 +3,9 @@ servers, read back into the same ``Result`` the in-process engine gives."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import time
 
 import pytest
@@ -18,7 +20,9 @@ from pytest_servebench.workloads import ClosedLoop, OpenLoop
 
 from ..loopback import Behaviour, LoopbackServer
 
-pytest.importorskip("locust", reason="the Locust driver needs locust (the [locust] extra)")
+# find_spec, not importorskip: importing locust monkey-patches this whole process with gevent.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("locust") is None,
+                                reason="the Locust driver needs locust (the [locust] extra)")
 
 
 def _no_driver_processes() -> bool:
@@ -47,6 +51,8 @@ def test_a_seeded_open_loop_sends_exactly_its_schedule_across_workers() -> None:
     assert intended == workload.schedule()  # each timed from its intended send
     assert result.target_profile["url"] == srv.url
     assert _no_driver_processes()
+    # Locust (and gevent's monkey-patching) stays in the driver's own processes
+    assert "locust" not in sys.modules and "gevent" not in sys.modules
 
 
 def test_a_stall_shows_in_the_tail_as_users_would_see_it() -> None:
