@@ -165,7 +165,7 @@ def test_finding_throughput_scales_with_users(servebench_backend: Any, findings:
                                          (slo["users"][0], slo["users"][-1])],
                                  "the Lambda user sweep")
     growth = slo["throughput_growth_min"]
-    low, high = most.throughput_estimate.low, fewest.throughput_estimate.high
+    low, high = most.throughput_estimate().low, fewest.throughput_estimate().high
     assert low > growth * high, (
         f"Lambda's throughput at {slo['users'][-1]} users ({most.throughput:.1f}/s, low end "
         f"{low:.1f}/s) should be above {growth}x that at {slo['users'][0]} users "
