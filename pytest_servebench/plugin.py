@@ -281,7 +281,16 @@ def _new_backend(config: pytest.Config) -> Any:
     return LocalBackend()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from .progress import set_status_lines
+
+    set_status_lines(_status_lines(session.config))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from .progress import set_status_lines
+
+    set_status_lines(None)
     backend = config.stash.get(BACKEND_KEY, None)
     if backend is not None:
         del config.stash[BACKEND_KEY]
@@ -417,6 +426,22 @@ def servebench(
     return Servebench(target=servebench_target, settings=servebench_settings,
                       on_result=on_result, pricer=pricer, guard=guard,
                       progress=_progress(config, nodeid))
+
+
+def _status_lines(config: pytest.Config) -> Any:
+    """Progress lines by label for long steps outside a run (model and image builds), on the
+    same terms as a run's progress; None where they would not show."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.get_verbosity() < 0 or hasattr(config, "workerinput"):
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def line(label: str) -> Any:
+        from .progress import on_terminal
+
+        return on_terminal(reporter, capture, label)
+
+    return line
 
 
 def _progress(config: pytest.Config, nodeid: str) -> Any:

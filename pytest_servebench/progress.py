@@ -17,8 +17,11 @@ seconds when the output is a file or a pipe; runs shorter than ``after_s`` show 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,17 +73,74 @@ class ProgressLine:
         self.shown = False
 
     def __call__(self, snap: Snapshot) -> None:
-        if snap.final:
+        self.show(snap.elapsed_s, snap.text(), final=snap.final)
+
+    def show(self, elapsed_s: float, text: str, *, final: bool = False) -> None:
+        """One update: ``text`` after the label, ``elapsed_s`` into the work."""
+        if final:
             if self.shown and self._tty and self._clear is not None:
                 self._clear()
             return
-        if snap.elapsed_s < self._after_s:
+        if elapsed_s < self._after_s:
             return
-        if not self._tty and snap.elapsed_s - self._last_s < self._every_s:
+        if not self._tty and elapsed_s - self._last_s < self._every_s:
             return
-        self._last_s = snap.elapsed_s
+        self._last_s = elapsed_s
         self.shown = True
-        self._write(f"{self._label}  {snap.text()}" if self._label else snap.text())
+        self._write(f"{self._label}  {text}" if self._label else text)
+
+
+# Where long steps outside a run (a model build, an image build) show that they are working:
+# a factory of progress lines by label, set by the plugin for the session's terminal (None: they
+# show nothing, as under -q, in an xdist worker or outside pytest).
+_status_lines: Callable[[str], ProgressLine] | None = None
+
+
+def set_status_lines(factory: Callable[[str], ProgressLine] | None) -> None:
+    global _status_lines
+    _status_lines = factory
+
+
+@contextlib.contextmanager
+def working(what: str, *, tick_s: float = INTERVAL_S) -> Iterator[None]:
+    """Show ``what`` and the seconds it has taken while the block runs, once it has taken
+    ``AFTER_S`` (a cached model shows nothing). A thread ticks: the block itself may hold the
+    interpreter in a long call (a torch export).
+
+    >>> shown = []
+    >>> set_status_lines(lambda label: ProgressLine(shown.append, tty=False, label=label,
+    ...                                             after_s=0.0, every_s=0.0))
+    >>> with working("building model m", tick_s=0.01):
+    ...     time.sleep(0.05)
+    >>> set_status_lines(None)
+    >>> shown[0].startswith("building model m  0.0") and shown[-1].endswith("s")
+    True
+    """
+    factory = _status_lines
+    if factory is None:
+        yield
+        return
+    line = factory(what)
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(tick_s):
+            elapsed = time.monotonic() - started
+            try:
+                line.show(elapsed, f"{elapsed:.1f}s")
+            except Exception:  # a broken display must not break the build
+                return
+
+    ticker = threading.Thread(target=tick, name="servebench-status", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        with contextlib.suppress(Exception):
+            line.show(time.monotonic() - started, "", final=True)
 
 
 def on_terminal(reporter: Any, capture: Any, label: str) -> ProgressLine:

@@ -101,8 +101,11 @@ def ensure_image(target: str, *, base: str | None = None, rie: Path | None = Non
     tag = f"{IMAGE_REPO}-{target.replace('_', '-')}:{key}"
     if _has_image(client, tag):
         return TargetImage(target, tag, base_ref, model_file, built=False, build_s=0.0)
+    from ...progress import working
+
     t0 = time.perf_counter()
-    _build(target, tag, base_ref, rie, base_here=base_here)
+    with working(f"image of {target}: building on {base_ref}"):
+        _build(target, tag, base_ref, rie, base_here=base_here)
     return TargetImage(target, tag, base_ref, model_file, built=True,
                        build_s=time.perf_counter() - t0)
 

@@ -7,8 +7,12 @@ from ...provider import Built, get_provider
 
 
 def built_artifact(model: str) -> Built:
-    """``model``'s file, built once and cached by the provider."""
-    return get_provider().artifact(model)
+    """``model``'s file, built once and cached by the provider (a build shows that it is
+    working after a couple of seconds; a cached model shows nothing)."""
+    from ...progress import working
+
+    with working(f"model {model}: building (or reading the cache)"):
+        return get_provider().artifact(model)
 
 
 def model_environment(model: str) -> dict[str, str]:
