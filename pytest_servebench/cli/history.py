@@ -52,18 +52,18 @@ def add_parser(sub: Any) -> None:
 
 def history_command(args: argparse.Namespace) -> int:
     from ..compare import DEFAULT_FAIL_SPEC, compare_run, parse_thresholds, render_comparison
-    from ..history import DEFAULT_PATH, History
+    from ..history import DEFAULT_PATH, History, find_run
 
     if args.action in ("show", "compare") and not args.ref:
         raise ValueError(f"history {args.action} needs a run id or name")
     history = History.at(args.history or DEFAULT_PATH)
     runs = history.runs()
 
-    def find(ref: str) -> int:
-        for i, r in enumerate(runs):
-            if ref in (r.run_id, r.name):
-                return i
-        raise ValueError(f"no run {ref!r} in {history.path}")
+    def find(ref: str) -> int:  # the run with that id, or the newest of that name
+        try:
+            return find_run(runs, ref)
+        except LookupError:
+            raise ValueError(f"no run {ref!r} in {history.path}") from None
 
     if args.action == "list":
         if args.json:
