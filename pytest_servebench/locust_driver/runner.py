@@ -44,13 +44,13 @@ def _master(args: argparse.Namespace) -> int:
 
     runner.register_message(ROWS_MESSAGE, on_rows)
     runner.register_message(DONE_MESSAGE, on_done)
-    csv_writer = None
+    csv_writer = csv_greenlet = None
     if spec.get("csv_prefix"):
         from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
         csv_writer = StatsCSVFileWriter(env, PERCENTILES_TO_REPORT, spec["csv_prefix"],
                                         full_history=False)
-        gevent.spawn(csv_writer)
+        csv_greenlet = gevent.spawn(csv_writer)  # rewrites the files every second, forever
     deadline = time.monotonic() + float(spec["start_timeout_s"])
     while len(runner.clients.ready) < expected:
         if time.monotonic() >= deadline:
@@ -78,8 +78,14 @@ def _master(args: argparse.Namespace) -> int:
     while len(done) < expected and time.monotonic() < finish_by:
         gevent.sleep(0.05)
     gevent.sleep(0.2)  # rows sent just before a done message are already in
-    if csv_writer is not None:
-        csv_writer.stats_writer()  # the last figures, then the files are closed
+    if csv_writer is not None and csv_greenlet is not None:
+        from locust.runners import WORKER_REPORT_INTERVAL
+        from locust.stats import CSV_STATS_INTERVAL_SEC
+
+        # The workers' last statistics arrive with their next report; the writer's next pass
+        # puts them in the files.
+        gevent.sleep(WORKER_REPORT_INTERVAL + CSV_STATS_INTERVAL_SEC + 0.5)
+        csv_greenlet.kill()
         csv_writer.close_files()
     out = {"t0": t0, "rows": rows, "done": {str(k): v for k, v in done.items()},
            "expected": expected, "worker_indexes": indexes}
