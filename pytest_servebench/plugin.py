@@ -447,15 +447,12 @@ def _status_lines(config: pytest.Config) -> Any:
 def _progress(config: pytest.Config, nodeid: str) -> Any:
     """Live progress of a test's runs through the terminal reporter; none under -q or in an
     xdist worker (whose output the controller does not show as it comes)."""
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or config.get_verbosity() < 0 or hasattr(config, "workerinput"):
+    lines = _status_lines(config)
+    if lines is None:
         return None
-    capture = config.pluginmanager.get_plugin("capturemanager")
 
     def show(workload: str) -> Any:
-        from .progress import on_terminal
-
-        return on_terminal(reporter, capture, f"{nodeid} {workload}")
+        return lines(f"{nodeid} {workload}")
 
     return show
 

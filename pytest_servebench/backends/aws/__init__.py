@@ -165,16 +165,7 @@ class AwsBackend:
         return self._bucket
 
     def _log_group(self, function_name: str) -> None:
-        logs = self.client("logs")
-        group = f"/aws/lambda/{function_name}"
-        try:
-            logs.create_log_group(logGroupName=group, tags=self.tags.as_dict())
-        except Exception as exc:
-            if error_code(exc) != "ResourceAlreadyExistsException":
-                raise
-        self.ledger.add(Resource("log_group", group))
-        with contextlib.suppress(Exception):  # retention is a nicety, not a requirement
-            logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
+        self._make_log_group(f"/aws/lambda/{function_name}")
 
     # -- functions -------------------------------------------------------------------------
     def function(self, target: str = "mobilenet_v2", *, memory_mb: int = 1024,
@@ -361,6 +352,7 @@ class AwsBackend:
         for resource in reversed(doomed):  # the function before its log group
             self._remove(resource)
             self.ledger.forget(resource)
+        self._log_groups.discard(f"/aws/lambda/{fname}")
 
     # -- the budget guard ------------------------------------------------------------------
     def price_book(self) -> PriceBook:
@@ -712,7 +704,7 @@ class AwsBackend:
                 raise
         self.ledger.add(Resource("log_group", group))
         self._log_groups.add(group)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # retention is a nicety, not a requirement
             logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
 
     def _start_endpoint(self, target: str, shape: Any, label: str, name: str,
