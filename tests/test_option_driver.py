@@ -26,7 +26,7 @@ def test_a_suite_runs_on_locust_workers_and_is_judged_the_same(
 import pytest
 from pytest_servebench import OpenLoop
 
-@pytest.mark.slo("p99 < 200ms", "success_ratio >= 1.0")
+@pytest.mark.slo("p50 < 200ms", "success_ratio >= 0.99")
 def test_open(servebench):
     r = servebench.run(OpenLoop(rate=80, duration=1, seed=4), payload=b"x")
     assert r.count == len(OpenLoop(rate=80, duration=1, seed=4).schedule())
