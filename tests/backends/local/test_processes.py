@@ -66,8 +66,10 @@ def test_children_die_with_the_process_that_spawned_them(tmp_path: Path) -> None
     )
     runner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     assert runner.stdout is not None and runner.stdout.readline().strip() == b"ready"
+    # the child is tagged once it has exec'd (its /proc environ is then readable): a busy
+    # machine can take a moment (CI once read none right after "ready")
+    wait_until(lambda: bool(tagged_processes(owner)), timeout_s=20, what="the tagged child")
     children = tagged_processes(owner)
-    assert children
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
     assert _wait_gone(children) == []
