@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from .progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from .progress import ProgressCallback, Snapshot
-from .records import Record, Recording
+from .records import Record, Recording, closed_window
 from .target import Client, Payload, Reply, Target
 from .workloads import MMPP, AnyWorkload, ClosedLoop, OpenLoop
 
@@ -124,26 +124,6 @@ async def _closed(run: _Run, w: ClosedLoop, time_limit_s: float) -> float:
     users = [asyncio.ensure_future(user()) for _ in range(w.concurrency)]
     await _gather_until(users, time_limit_s + run.timeout_s + _GRACE_S - run.now())
     return gate.end_of_steady_state()
-
-
-def _closed_window(rows: Sequence[Record], end: float) -> tuple[float, float, float]:
-    """The closed loop's steady-state window and the ok completions in it (see ``Recording``)."""
-    start = max((r.done_s for r in rows if r.warmup), default=0.0)
-    ok = [r for r in rows if not r.warmup and r.reply.ok]
-    if any(start < r.done_s <= end for r in ok):
-        completions = 0.0
-        for r in ok:
-            took = r.done_s - r.sent_s
-            if took <= 0:  # no length to share out: whole, where it completed
-                completions += start < r.done_s <= end
-            else:
-                completions += max(0.0, min(r.done_s, end) - max(r.sent_s, start)) / took
-        return start, end, completions
-    measured = [r for r in rows if not r.warmup]
-    if not measured:
-        return start, start, 0.0
-    first = min(r.sent_s for r in measured)
-    return first, max(first, max(r.done_s for r in measured)), float(len(ok))
 
 
 async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tuple[float, float]:
@@ -280,7 +260,7 @@ async def drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payloa
             sampler.callback(sampler.snapshot(final=True))
     wall = run.now()
     if isinstance(workload, ClosedLoop):
-        m0, m1, window_completions = _closed_window(run.rows, steady_end)
+        m0, m1, window_completions = closed_window(run.rows, steady_end)
     else:
         measured = [r.done_s for r in run.rows if not r.warmup]
         if measured:

@@ -3,6 +3,7 @@ statistics (``result.summarize`` turns a ``Recording`` into a ``Result``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -79,3 +80,24 @@ class CompletesRecordings(Protocol):
     tail was cut reads its REPORT lines from CloudWatch Logs); called before statistics."""
 
     def complete(self, recording: Recording) -> Recording: ...
+
+
+def closed_window(rows: Sequence[Record], end: float) -> tuple[float, float, float]:
+    """The closed loop's steady-state window and the ok completions in it (see ``Recording``):
+    the rule the in-process engine and the Locust driver both measure by."""
+    start = max((r.done_s for r in rows if r.warmup), default=0.0)
+    ok = [r for r in rows if not r.warmup and r.reply.ok]
+    if any(start < r.done_s <= end for r in ok):
+        completions = 0.0
+        for r in ok:
+            took = r.done_s - r.sent_s
+            if took <= 0:  # no length to share out: whole, where it completed
+                completions += start < r.done_s <= end
+            else:
+                completions += max(0.0, min(r.done_s, end) - max(r.sent_s, start)) / took
+        return start, end, completions
+    measured = [r for r in rows if not r.warmup]
+    if not measured:
+        return start, start, 0.0
+    first = min(r.sent_s for r in measured)
+    return first, max(first, max(r.done_s for r in measured)), float(len(ok))

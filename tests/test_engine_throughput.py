@@ -27,8 +27,8 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_servebench.backends.http import HttpTarget
-from pytest_servebench.engine import _closed_window, drive, run_sync
-from pytest_servebench.records import Record, Recording
+from pytest_servebench.engine import drive, run_sync
+from pytest_servebench.records import Record, Recording, closed_window
 from pytest_servebench.target import Payload, Reply
 from pytest_servebench.workloads import AnyWorkload, ClosedLoop, OpenLoop
 
@@ -141,7 +141,7 @@ def test_window_count_does_not_depend_on_where_the_edges_fall(turnaround: float)
             for phase in (0.0, 0.25, 0.6) for s in (phase + k for k in range(-1, 12))]
     for start, end in ((1.7, 9.2), (2.0, 2.95), (0.0, 10.0), (3.33, 7.77)):
         warm = Record(99, True, start - 0.9, start - 0.9, start, ok)  # the last warm-up done
-        m0, m1, completions = _closed_window([warm, *rows], end)
+        m0, m1, completions = closed_window([warm, *rows], end)
         assert (m0, m1) == (start, end)
         slack = 3 * 2 * turnaround / latency + 1e-9
         assert completions == pytest.approx(3 * (end - start), abs=slack)
@@ -150,8 +150,8 @@ def test_window_count_does_not_depend_on_where_the_edges_fall(turnaround: float)
 def test_window_fallbacks_stay_finite() -> None:
     ok, bad = Reply(ok=True), Reply.failure("timeout")
     warm = Record(0, True, 0.0, 0.0, 1.0, ok)
-    assert _closed_window([warm], 0.5) == (1.0, 1.0, 0.0)  # nothing measured
+    assert closed_window([warm], 0.5) == (1.0, 1.0, 0.0)  # nothing measured
     failed = [Record(1, False, 1.0, 1.0, 2.0, bad), Record(2, False, 2.0, 2.0, 3.0, bad)]
-    assert _closed_window([warm, *failed], 3.0) == (1.0, 3.0, 0.0)  # no ok reply
+    assert closed_window([warm, *failed], 3.0) == (1.0, 3.0, 0.0)  # no ok reply
     early = [Record(1, False, 0.5, 0.5, 1.5, ok)]  # the window closed before it opened
-    assert _closed_window([warm, *early], 0.8) == (0.5, 1.5, 1.0)
+    assert closed_window([warm, *early], 0.8) == (0.5, 1.5, 1.0)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..records import Record, Recording
+from ..records import Record, Recording, closed_window
 from ..target import Payload, Reply, Target
 from ..workloads import AnyWorkload, ClosedLoop
 from .plan import WorkerPlan, split
@@ -66,8 +66,6 @@ def _records(rows: list[list[Any]]) -> tuple[Record, ...]:
 def recording_from(data: dict[str, Any], workload: AnyWorkload) -> Recording:
     """The master's output as the engine's ``Recording`` (see ``records.Recording`` for the
     measurement window of each workload kind)."""
-    from ..engine import _closed_window
-
     records = _records(data["rows"])
     wall = max((r.done_s for r in records), default=0.0)
     max_in_flight = sum(int(d.get("max_in_flight") or 0) for d in data["done"].values())
@@ -78,7 +76,7 @@ def recording_from(data: dict[str, Any], workload: AnyWorkload) -> Recording:
         if workload.duration_s is not None:
             warm_end = max((r.done_s for r in records if r.warmup), default=0.0)
             end = min(end, warm_end + workload.duration_s)
-        m0, m1, completions = _closed_window(records, end)
+        m0, m1, completions = closed_window(records, end)
         return Recording(records, float(data["t0"]), m0, m1, wall, max_in_flight, False,
                          completions)
     m0 = workload.warmup_s

@@ -183,7 +183,7 @@ class _Execution:
         plan = self.plan
         counts = {"issued": 0, "measured": 0}
         measure_start: list[float] = []
-        workers = self.environment.runner.worker_index
+        me = self.index
 
         def next_slot() -> tuple[int, bool] | None:
             now = self.now()
@@ -200,7 +200,7 @@ class _Execution:
                 counts["measured"] += 1
             counts["issued"] += 1
             # a global index: this worker's count interleaved with the others'
-            return (counts["issued"] - 1) * 1024 + workers, warm
+            return (counts["issued"] - 1) * 1024 + me, warm
 
         def user() -> None:
             while (slot := next_slot()) is not None:
