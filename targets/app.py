@@ -4,6 +4,12 @@
 answers the same JSON as the Lambda handler; bad input is a 4xx with ``{"error", "status",
 "message"}``. ``GET /health`` answers 200 once the model is loaded (the app loads it at startup).
 
+SageMaker's container contract is the same two doors under its names: an endpoint's host asks
+``GET /ping`` (``/health``) and sends ``InvokeEndpoint``'s body to ``POST /invocations``
+(``/predict``: the same answers, errors and limits). The image's ``serve`` program starts the app
+as SageMaker runs it (``docker run IMAGE serve``: port 8080 on every interface of the
+container); ``targets/images/Dockerfile`` says how.
+
 Time per connection is bounded: a request's body must arrive within ``SERVEBENCH_BODY_TIMEOUT_S``
 (30 s; else 408 and the connection closes), and under ``servebench serve`` its request line and
 headers within ``SERVEBENCH_HEADER_TIMEOUT_S`` (10 s) of the connection opening or the previous
@@ -36,6 +42,9 @@ log = logging.getLogger("servebench.target")
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 30.0
+# Each door under its own name and SageMaker's (its hosts ping and invoke these).
+PREDICT_PATHS = frozenset({"/predict", "/invocations"})
+HEALTH_PATHS = frozenset({"/health", "/ping"})
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -185,10 +194,11 @@ def _error(status: int, error: str, message: str) -> dict[str, Any]:
 
 
 class TargetApp:
-    """The front door as a plain ASGI app: ``POST /predict``, ``GET /health``, and a lifespan
-    that loads the core.
+    """The front door as a plain ASGI app: ``POST /predict``, ``GET /health`` (and SageMaker's
+    names for them, ``POST /invocations`` and ``GET /ping``), and a lifespan that loads the
+    core.
 
-    No framework in between: routing two paths needs none, and the event loop shares two cores
+    No framework in between: routing four paths needs none, and the event loop shares two cores
     with decoding and inference, so each request's Python on the loop is kept to its parsing
     by uvicorn, one body read and one response (benchmarks/README.md measures it). Requests run
     in a pool of ``slots`` + decode slots threads: enough for every inference slot to be busy
@@ -236,15 +246,15 @@ class TargetApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
-        if path == "/predict":
+        if path in PREDICT_PATHS:
             if method != "POST":
-                await _respond(send, 405, _error(405, "MethodNotAllowed", "POST /predict"),
+                await _respond(send, 405, _error(405, "MethodNotAllowed", f"POST {path}"),
                                allow=b"POST")
                 return
             await self._predict(scope, receive, send)
-        elif path == "/health":
+        elif path in HEALTH_PATHS:
             if method not in ("GET", "HEAD"):
-                await _respond(send, 405, _error(405, "MethodNotAllowed", "GET /health"),
+                await _respond(send, 405, _error(405, "MethodNotAllowed", f"GET {path}"),
                                allow=b"GET, HEAD")
             elif self.core is None:
                 await _respond(send, 503, {"status": "loading", "target": self.name})
@@ -252,8 +262,9 @@ class TargetApp:
                 await _respond(send, 200, {"status": "ok", **self.core.describe(),
                                            "init_timings_s": self.core.init_timings})
         else:
-            await _respond(send, 404, _error(404, "NotFound",
-                                             "POST /predict or GET /health"))
+            await _respond(send, 404, _error(
+                404, "NotFound", "POST /predict or GET /health (SageMaker: POST /invocations "
+                                 "or GET /ping)"))
 
     async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
         core, pool = self.core, self._pool

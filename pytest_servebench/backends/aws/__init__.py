@@ -629,6 +629,7 @@ class AwsBackend:
         import math
 
         from . import fargate
+        from .sagemaker import SERVE_ARGUMENT
         from .servers import SERVING_PORT, Provisioned
 
         ecs, ec2c = self.client("ecs"), self.client("ec2")
@@ -650,8 +651,9 @@ class AwsBackend:
         definition = fargate.register_task_definition(
             ecs, family=family, image=image.uri, vcpu=chosen.vcpu, memory_gb=chosen.memory_gb,
             arch=chosen.arch, port=SERVING_PORT,
-            command=_serve_command(SERVING_PORT, workers),
-            environment={"SERVEBENCH_TARGET": target, "SERVEBENCH_THREADS": str(threads)},
+            command=[SERVE_ARGUMENT],  # the image's server on its port, as SageMaker runs it
+            environment={"SERVEBENCH_TARGET": target, "SERVEBENCH_THREADS": str(threads),
+                         "SERVEBENCH_WORKERS": str(workers)},
             execution_role_arn=role, log_group=log_group, region=self.region,
             tags=self.tags.as_list())
         made = [self.ledger.add(Resource("task_definition", family, definition))]
@@ -719,14 +721,14 @@ class AwsBackend:
         image = self._image(target)
         role = self._role_for("sagemaker", sagemaker.SAGEMAKER_TRUST, sagemaker.SAGEMAKER_POLICY)
         threads = threads or shape.threads(cores=max(1, math.ceil(shape.vcpu)))
-        env = {"SERVEBENCH_TARGET": target, "SERVEBENCH_THREADS": str(threads),
-               "SERVEBENCH_WORKERS": str(workers)}
+        container = sagemaker.container_definition(image.uri, target=target, workers=workers,
+                                                   threads=threads)
         made: list[Resource] = []
         launched = time.time()
         try:
             model = self.tags.name(f"{label}-model")
-            arn = sagemaker.create_model(sm, name=model, image=image.uri, environment=env,
-                                         role_arn=role, tags=self.tags.as_list())
+            arn = sagemaker.create_model(sm, name=model, container=container, role_arn=role,
+                                         tags=self.tags.as_list())
             made.append(self.ledger.add(Resource("model", model, arn)))
             config = self.tags.name(f"{label}-config")
             arn = sagemaker.create_endpoint_config(sm, name=config, model=model,
@@ -909,20 +911,6 @@ class _Running:
     server: Provisioned
     made: list[Resource]
     target: ServerTarget
-
-
-def _serve_command(port: int, workers: int) -> list[str]:
-    """The container's command: the target's HTTP app under uvicorn, as the docker backend's
-    server containers run it, on every interface (the task's own address)."""
-    from ...provider import get_provider
-
-    provider = get_provider()
-    command = ["python3", "-m", "uvicorn", "--factory", provider.app, "--host", "0.0.0.0",
-               "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-               "--no-access-log"]
-    if provider.http_protocol:
-        command += ["--http", provider.http_protocol]
-    return command
 
 
 @dataclass(frozen=True, slots=True)

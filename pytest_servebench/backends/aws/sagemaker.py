@@ -3,6 +3,12 @@ configuration of the ``ml.*`` instance type asked and an endpoint, invoked by th
 through ``sagemaker-runtime``'s ``InvokeEndpoint`` (SigV4-signed, service ``sagemaker``), never a
 public URL: a SageMaker endpoint has none.
 
+The model's container follows SageMaker's contract, which the image honours (see
+``targets/images/Dockerfile``): SageMaker runs ``docker run IMAGE serve`` (a model definition
+has no command), waits for ``GET /ping`` on port 8080 to answer 200, and sends each
+``InvokeEndpoint`` body, with its content type, to ``POST /invocations``. The image names its
+target and model; the model's environment adds the workers and threads.
+
 >>> invoke_url("https://runtime.sagemaker.us-east-1.amazonaws.com", "sb-1-e")
 'https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/sb-1-e/invocations'
 """
@@ -34,6 +40,10 @@ SAGEMAKER_POLICY = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream",
                                    "logs:PutLogEvents"],
      "Resource": "arn:aws:logs:*:*:log-group:/aws/sagemaker/*"}]}
+# SageMaker's container contract (the image's side of it is its `serve` program).
+SERVE_ARGUMENT = "serve"
+CONTAINER_PORT = 8080
+PING_PATH, INVOCATIONS_PATH = "/ping", "/invocations"
 IN_SERVICE, FAILED = "InService", "Failed"
 READY_TIMEOUT_S = 1800.0  # an endpoint takes 5-15 minutes on AWS
 
@@ -43,12 +53,26 @@ def invoke_url(runtime_endpoint: str, endpoint_name: str) -> str:
             "/invocations")
 
 
-def create_model(sm: Any, *, name: str, image: str, environment: dict[str, str],
-                 role_arn: str, tags: list[dict[str, str]],
-                 model_data_url: str | None = None) -> str:
-    container: dict[str, Any] = {"Image": image, "Environment": environment}
+def container_definition(image: str, *, target: str, workers: int, threads: int,
+                         model_data_url: str | None = None) -> dict[str, Any]:
+    """The model's primary container: ``image`` run as SageMaker runs it (``IMAGE serve``,
+    :data:`CONTAINER_PORT`), one model behind it, its server's workers and threads.
+
+    >>> container_definition("1.dkr.ecr.us-east-1.amazonaws.com/sb-1:x", target="text_rf",
+    ...                      workers=1, threads=2)["Environment"]
+    {'SERVEBENCH_TARGET': 'text_rf', 'SERVEBENCH_WORKERS': '1', 'SERVEBENCH_THREADS': '2'}
+    """
+    container: dict[str, Any] = {"Image": image, "Mode": "SingleModel", "Environment": {
+        # The image names its target already; the stand-in runtime reads it from here.
+        "SERVEBENCH_TARGET": target, "SERVEBENCH_WORKERS": str(workers),
+        "SERVEBENCH_THREADS": str(threads)}}
     if model_data_url:
         container["ModelDataUrl"] = model_data_url
+    return container
+
+
+def create_model(sm: Any, *, name: str, container: dict[str, Any], role_arn: str,
+                 tags: list[dict[str, str]]) -> str:
     got = sm.create_model(ModelName=name, PrimaryContainer=container,
                           ExecutionRoleArn=role_arn, Tags=tags)
     return str(got["ModelArn"])

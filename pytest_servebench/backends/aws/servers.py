@@ -33,6 +33,8 @@ from ...waiting import wait_for
 if TYPE_CHECKING:
     from ...platforms import Shape
 
+# EC2's `servebench serve`, and the image's `serve` (SageMaker's container contract: Fargate
+# tasks run it too).
 SERVING_PORT = 8080
 READY_TIMEOUT_S = 900.0  # an instance boots, installs Python and the package, loads the model
 READY_INTERVAL_S = 5.0

@@ -105,12 +105,13 @@ def ensure_image(target: str, *, base: str | None = None, rie: Path | None = Non
 
     t0 = time.perf_counter()
     with working(f"image of {target}: building on {base_ref}"):
-        _build(target, tag, base_ref, rie, base_here=base_here)
+        _build(target, tag, base_ref, rie, model_file=model_file, base_here=base_here)
     return TargetImage(target, tag, base_ref, model_file, built=True,
                        build_s=time.perf_counter() - t0)
 
 
-def _build(target: str, tag: str, base: str, rie: Path, *, base_here: bool) -> None:
+def _build(target: str, tag: str, base: str, rie: Path, *, model_file: str,
+           base_here: bool) -> None:
     from testcontainers.core.image import DockerImage
 
     provider = get_provider()
@@ -121,7 +122,10 @@ def _build(target: str, tag: str, base: str, rie: Path, *, base_here: bool) -> N
         shutil.copy2(provider.dockerfile(), ctx / "Dockerfile")
         minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
         image = DockerImage(path=ctx, tag=tag, clean_up=False,
-                            buildargs={"BASE_IMAGE": base, "PYTHON_MINOR": minor},
+                            # The image names its target and model: `docker run IMAGE serve`
+                            # (SageMaker's contract) needs no environment.
+                            buildargs={"BASE_IMAGE": base, "PYTHON_MINOR": minor,
+                                       "TARGET": target, "MODEL_FILE": model_file},
                             labels={f"{LABEL_PREFIX}target": target}, network_mode="host",
                             rm=True, forcerm=True)
         try:

@@ -3,9 +3,11 @@
 moto's SageMaker makes endpoints but runs nothing behind them, and has no runtime to invoke. This
 server verifies each request's SigV4 signature (service ``sagemaker``) with the platform's
 ``Verifier``, looks the endpoint up in moto (InService, its configuration's model, the model's
-``SERVEBENCH_TARGET``), serves it with a local ``servebench serve`` started on first use, and
-forwards the body to its ``/predict``. boto3 finds it through
-``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``.
+``SERVEBENCH_TARGET``), serves it with a local ``servebench serve`` started on first use (on
+loopback: the container's side of SageMaker's contract is tested on the image itself, in
+tests/backends/docker/test_image_serve.py), and speaks to it as SageMaker speaks to a model's
+container: ``GET /ping`` until it answers 200, then each body, with its content type, to
+``POST /invocations``. boto3 finds it through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class SageMakerRuntime:
         self.servers: dict[str, Any] = {}
         self.refused: list[str] = []  # why each refused request was refused
         self.invocations = 0
+        self.container_paths: list[str] = []  # what was asked of the model's server, in order
         self._lock = threading.Lock()
         # Servers start in one long-lived thread: a child process dies with the thread that
         # spawned it (PR_SET_PDEATHSIG), and a request's handler thread ends with its connection.
@@ -63,7 +66,10 @@ class SageMakerRuntime:
             return None
         config = sm.describe_endpoint_config(EndpointConfigName=got["EndpointConfigName"])
         model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
-        return str(model["PrimaryContainer"]["Environment"]["SERVEBENCH_TARGET"])
+        container = model["PrimaryContainer"]
+        if not container.get("Image"):  # SageMaker runs `IMAGE serve`: nothing to run
+            return None
+        return str(container["Environment"]["SERVEBENCH_TARGET"])
 
     def _server(self, endpoint: str, target: str) -> Any:
         from pytest_servebench.backends.local.server import ServerProcess
@@ -74,8 +80,22 @@ class SageMakerRuntime:
                 server = self._starter.submit(
                     ServerProcess, target, owner=self.owner, shape=None, shaper=self.shaper,
                     label=f"sagemaker-{target}").result()
+                self._ping(server.url.rsplit("/", 1)[0])
                 self.servers[endpoint] = server
             return server
+
+    def _ping(self, base: str, *, timeout_s: float = 60.0) -> None:
+        """SageMaker's health check: the endpoint takes traffic once ``/ping`` answers 200."""
+        from pytest_servebench.backends.aws.sagemaker import PING_PATH
+        from pytest_servebench.waiting import wait_for
+
+        def ok() -> bool:
+            self.container_paths.append(PING_PATH)
+            with urllib.request.urlopen(f"{base}{PING_PATH}", timeout=5) as resp:
+                return bool(resp.status == 200)
+
+        wait_for(ok, timeout_s=timeout_s, interval_s=0.05, what=f"{base}{PING_PATH}",
+                 retry_on=(OSError,))
 
     def handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
         body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
@@ -96,9 +116,13 @@ class SageMakerRuntime:
         if target is None:
             return self._reply(req, 400, b'{"message": "Endpoint not found or not InService"}',
                                "application/json")
+        from pytest_servebench.backends.aws.sagemaker import INVOCATIONS_PATH
+
         server = self._server(endpoint, target)
-        forward = urllib.request.Request(server.url, data=body, method="POST", headers={
-            "Content-Type": req.headers.get("Content-Type", "application/octet-stream")})
+        forward = urllib.request.Request(
+            server.url.rsplit("/", 1)[0] + INVOCATIONS_PATH, data=body, method="POST",
+            headers={"Content-Type": req.headers.get("Content-Type",
+                                                     "application/octet-stream")})
         try:
             with urllib.request.urlopen(forward, timeout=60) as resp:
                 status, reply, ctype = resp.status, resp.read(), resp.headers.get_content_type()
@@ -106,6 +130,7 @@ class SageMakerRuntime:
             status, reply, ctype = exc.code, exc.read(), "application/json"
         with self._lock:
             self.invocations += 1
+            self.container_paths.append(INVOCATIONS_PATH)
         self._reply(req, status, reply, ctype)
 
     @staticmethod

@@ -204,6 +204,23 @@ def test_sagemaker_endpoint_is_invoked_through_signed_invoke_endpoint(
                                            [payload], timeout_s=30, time_limit_s=60))
         assert all(r.reply.ok for r in recording.records) and len(recording.records) == 20
         assert sagemaker_runtime.invocations == 20 and sagemaker_runtime.refused == []
+        # SageMaker's container contract: pinged until healthy, then every body to
+        # /invocations (never /predict); the model runs its image as `IMAGE serve`.
+        paths = sagemaker_runtime.container_paths
+        assert paths[0] == "/ping" and paths[-20:] == ["/invocations"] * 20
+        assert set(paths) == {"/ping", "/invocations"}
+        model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        container = model["PrimaryContainer"]
+        assert container["Image"] == endpoint.profile["image"]
+        assert container["Environment"] == {"SERVEBENCH_TARGET": "text_rf",
+                                            "SERVEBENCH_WORKERS": "1",
+                                            "SERVEBENCH_THREADS": str(endpoint.profile[
+                                                "threads"])}
+        # A malformed body is the model's 4xx with its message, through InvokeEndpoint too.
+        junk = run_sync(lambda: drive(endpoint, ClosedLoop(concurrency=1, requests=1),
+                                      [Payload(b"{not json", "application/json")],
+                                      timeout_s=30, time_limit_s=60))
+        assert junk.records[0].reply.status == 400, junk.records[0].reply
         # The stand-in does verify: a wrong secret is refused.
         assert isinstance(endpoint, EndpointTarget)
         forged = EndpointTarget(endpoint.url, name="forged", endpoint_name=name,
