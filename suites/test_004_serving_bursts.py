@@ -3,10 +3,15 @@ framework in the function, and the cold start split into its steps
 (``shared/seeds/004_879fac299c025206.txt``).
 
 Cases: the study's Markov-modulated workloads with peaks of 40, 120 and 200 req/s (scaled in
-quick mode) against a 2,048 MB function and a single server; MobileNetV2 under ONNX Runtime vs
-PyTorch in the function (cold start and warm latency); the cold start's five steps with the model
-downloaded from S3 (moto's server on loopback), sequential and with parallel init; batch sizes
-1 to 16 in one call (cost per image vs latency per call).
+quick mode) against a 2,048 MB function, a single CPU server and a GPU server (g4dn.xlarge, the
+study's T4); MobileNetV2 under ONNX Runtime vs PyTorch in the function (cold start and warm
+latency); the cold start's five steps with the model downloaded from S3 (moto's server on
+loopback), sequential and with parallel init; batch sizes 1 to 16 in one call, in the function
+and on the GPU server (cost per image vs latency per call).
+
+The GPU cases run on this machine's GPU when it has one and ONNX Runtime's CUDA build (the
+``gpu`` extra); elsewhere they skip, saying which is missing. The profile of each result names
+the provider that ran the model (``CUDAExecutionProvider``).
 
 With ``--target=http --servebench-url=URL`` the three bursty workloads run against that endpoint
 (serving MobileNetV2 on the raw JPEG body); the runtime, cold-start and batch cases deploy
@@ -25,6 +30,7 @@ from study_004 import WORKLOADS, workload
 from pytest_servebench import MMPP, ClosedLoop, parse_duration_s
 from pytest_servebench.backends.base import Backend
 from pytest_servebench.deployments import Deployments
+from pytest_servebench.gpu import GpuUnavailable
 from pytest_servebench.target import Target
 
 # A module's targets by key (the ``deployed`` fixture).
@@ -41,8 +47,8 @@ def _workload(slo: dict[str, Any], peak: int) -> MMPP:
 
 @pytest.fixture(scope="module")
 def deployed(servebench_deploy: Deployments) -> Deployed:
-    """The study's targets by key: ``lambda``, ``server``, a runtime (``onnx``, ``torch``),
-    or ``http``."""
+    """The study's targets by key: ``lambda``, ``server``, ``gpu`` (a GPU server; the case
+    skips where there is none), a runtime (``onnx``, ``torch``), or ``http``."""
 
     def get(key: str) -> Target:
         def deploy(backend: Backend) -> Target:
@@ -52,6 +58,12 @@ def deployed(servebench_deploy: Deployments) -> Deployed:
             if key == "server":
                 return backend.server("mobilenet_v2", platform="sagemaker",
                                       instance_type="ml.c5.2xlarge")
+            if key == "gpu":
+                try:
+                    return backend.server("mobilenet_v2", platform="ec2",
+                                          instance_type="g4dn.xlarge")
+                except GpuUnavailable as exc:
+                    pytest.skip(str(exc))
             runtime_target = {"onnx": "mobilenet_v2", "torch": "mobilenet_v2_torch"}[key]
             return backend.function(runtime_target, memory_mb=2048, name=f"s004-{key}")
 
@@ -67,7 +79,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         keys = [pytest.param("http", marks=pytest.mark.study_target("http"))]
     else:
         keys = [pytest.param("lambda", marks=pytest.mark.study_target("lambda")),
-                pytest.param("server", marks=pytest.mark.study_target("sagemaker"))]
+                pytest.param("server", marks=pytest.mark.study_target("sagemaker")),
+                pytest.param("gpu", marks=pytest.mark.study_target("ec2"))]
     metafunc.parametrize("key", keys)
 
 
@@ -158,23 +171,41 @@ def test_cold_start_steps(servebench: Any, servebench_backend: Any, slo: dict[st
         assert phases["download_s"] > 0 and phases["parallel"] == 0
 
 
+def _batch(servebench: Any, target: Target, image: bytes, batch: int,
+           slo: dict[str, Any]) -> Any:
+    import base64
+
+    event = {"images_b64": [base64.b64encode(image).decode()] * batch}
+    # Two warm-up calls: a GPU runtime tunes its kernels for each new batch shape.
+    result = servebench.run(ClosedLoop(concurrency=1, requests=20, warmup_requests=2),
+                            payload=event, target=target)
+    result.check(f"success_ratio >= {slo['success_ratio_min']}")
+    assert result.cost is not None
+    return result
+
+
 @pytest.mark.study_target("lambda")
 def test_batch_sizes(servebench: Any, deployed: Deployed, findings: Any, slo: dict[str, Any],
                      image: bytes, batch: int) -> None:
-    import base64
-
-    fn = deployed("lambda")
-    event = {"images_b64": [base64.b64encode(image).decode()] * batch}
-    result = servebench.run(ClosedLoop(concurrency=1, requests=20, warmup_requests=1),
-                            payload=event, target=fn)
-    result.check(f"success_ratio >= {slo['success_ratio_min']}")
-    assert result.cost is not None
-    findings.results[STUDY][("batch", batch)] = result
+    findings.results[STUDY][("batch", batch)] = _batch(servebench, deployed("lambda"), image,
+                                                       batch, slo)
 
 
-def test_finding_batching_trades_latency_for_cost(findings: Any, slo: dict[str, Any]) -> None:
+@pytest.mark.study_target("ec2")
+def test_gpu_batch_sizes(servebench: Any, deployed: Deployed, findings: Any,
+                         slo: dict[str, Any], image: bytes, batch: int) -> None:
+    """Study 004's batching on the GPU server: one call carries ``batch`` images, decoded on
+    the CPU and inferred in one pass on the GPU."""
+    result = _batch(servebench, deployed("gpu"), image, batch, slo)
+    assert result.target_profile.get("provider") == "CUDAExecutionProvider", (
+        result.target_profile)
+    findings.results[STUDY][("gpu-batch", batch)] = result
+
+
+def _batching_trades_latency_for_cost(findings: Any, slo: dict[str, Any], key: str,
+                                      what: str) -> None:
     sizes = slo["batch_sizes"]
-    runs = findings.need(STUDY, [("batch", b) for b in sizes], "the batch sweep")
+    runs = findings.need(STUDY, [(key, b) for b in sizes], what)
     per_image = [r.cost.usd_per_request / b for r, b in zip(runs, sizes, strict=True)]
     # Cost per image falls with the batch (the per-call fee and overhead are shared) ...
     assert per_image[-1] < per_image[0], per_image
@@ -182,3 +213,21 @@ def test_finding_batching_trades_latency_for_cost(findings: Any, slo: dict[str, 
     assert runs[-1].p50.low > runs[0].p50.high, (
         f"p50 per call: batch {sizes[-1]} {findings.shown(runs[-1].p50)} is not decidedly "
         f"above batch {sizes[0]} {findings.shown(runs[0].p50)}")
+
+
+def test_finding_batching_trades_latency_for_cost(findings: Any, slo: dict[str, Any]) -> None:
+    _batching_trades_latency_for_cost(findings, slo, "batch", "the batch sweep")
+
+
+def test_finding_gpu_batching_trades_latency_for_cost(findings: Any,
+                                                      slo: dict[str, Any]) -> None:
+    _batching_trades_latency_for_cost(findings, slo, "gpu-batch", "the GPU batch sweep")
+
+
+def test_finding_gpu_server_wins_at_low_load(findings: Any) -> None:
+    """The study: a GPU server answers faster than the function at low load (workload-40)."""
+    gpu, fn = findings.need(STUDY, [("gpu", PEAKS[0]), ("lambda", PEAKS[0])],
+                            "the GPU server vs the function at the lowest peak")
+    assert gpu.p50.high < fn.p50.low, (
+        f"workload-{PEAKS[0]} p50: GPU server {findings.shown(gpu.p50)} is not decidedly "
+        f"below the function's {findings.shown(fn.p50)}")

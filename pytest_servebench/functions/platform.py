@@ -435,6 +435,8 @@ class FunctionPlatform:
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(int(c.timeout_s)),
             "AWS_LAMBDA_FUNCTION_VERSION": version,
             "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
+            # Lambda has no GPU: a sandbox on a machine with one stays on the CPU.
+            "SERVEBENCH_DEVICE": "cpu",
             **self.role_credentials.environment(),
         }
         if c.code is None:  # a target of the installed repo; an uploaded package brings its own

@@ -7,6 +7,7 @@ the cold-start decomposition of study 004.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -50,6 +51,10 @@ class Core:
         self.name, self.path, self.meta = name, path, meta
         self.threads, self.limits, self.slots = threads, limits, slots
         self.init_timings: dict[str, float] = {}
+        self.device = default_device()
+        # What ran the model once loaded: an ONNX Runtime execution provider
+        # ("CUDAExecutionProvider", "CPUExecutionProvider") or "torch:cuda" / "torch:cpu".
+        self.provider = ""
         # ``slots`` inferences at a time, each on ``threads`` cores: slots x threads should not
         # pass the cores, or calls only oversubscribe them. Decoding overlaps inference, but
         # only ``decode_slots`` requests decode at once: each may hold a request's pixel budget
@@ -124,7 +129,8 @@ class Core:
 
     def describe(self) -> dict[str, Any]:
         return {"target": self.name, "kind": self.kind, "runtime": self.meta.get("runtime"),
-                "threads": self.threads, "slots": self.slots,
+                "threads": self.threads, "slots": self.slots, "device": self.device,
+                "provider": self.provider,
                 "parameters": self.meta.get("parameters"),
                 "model_bytes": self.path.stat().st_size}
 
@@ -133,7 +139,50 @@ def _ms(t0: float, t1: float) -> float:
     return round((t1 - t0) * 1000, 3)
 
 
-def _ort_session(path: Path, threads: int) -> Any:
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def default_device() -> str:
+    """Where inference runs: ``$SERVEBENCH_DEVICE``, one of ``auto`` (the default: the GPU
+    when the runtime and a GPU are both here, else the CPU), ``cpu`` or ``cuda`` (the GPU, or a
+    clear error). Backends set it for the servers they start: ``cuda`` on an instance type with
+    a GPU, ``cpu`` on the others, so a CPU instance never borrows this machine's GPU."""
+    raw = (os.environ.get("SERVEBENCH_DEVICE") or "auto").strip().lower()
+    if raw not in DEVICES:
+        raise ValueError(f"SERVEBENCH_DEVICE is one of {', '.join(DEVICES)}, not {raw!r}")
+    return raw
+
+
+class DeviceError(RuntimeError):
+    """``SERVEBENCH_DEVICE=cuda`` and the runtime cannot run on a GPU here."""
+
+
+GPU_EXTRA_HINT = ("install the CUDA build of ONNX Runtime in place of the CPU one: pip uninstall "
+                  "-y onnxruntime && pip install 'pytest-servebench[gpu]'")
+
+
+def _ort_providers(ort: Any, device: str) -> list[str]:
+    """The execution providers to ask ONNX Runtime for, best first."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        if device == "cuda":
+            raise DeviceError(f"SERVEBENCH_DEVICE=cuda, but this onnxruntime "
+                              f"({getattr(ort, '__version__', '?')}) has no CUDAExecutionProvider "
+                              f"(it has {', '.join(ort.get_available_providers())}): "
+                              + GPU_EXTRA_HINT)
+        return ["CPUExecutionProvider"]
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21: CUDA and cuDNN from
+    if preload is not None:                       # the nvidia-* wheels when they are installed
+        with contextlib.suppress(Exception):
+            preload()
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def _ort_session(path: Path, threads: int, device: str = "cpu") -> Any:
+    """An ONNX Runtime session on ``device``; ``session.get_providers()[0]`` is the provider
+    that runs it (ONNX Runtime falls back to the CPU when a GPU provider cannot start: with
+    ``device="cuda"`` that is an error, with ``"auto"`` the CPU is what runs)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -144,7 +193,24 @@ def _ort_session(path: Path, threads: int) -> Any:
     # next request needs; a server overlaps the two.
     so.add_session_config_entry("session.intra_op.allow_spinning",
                                 os.environ.get("SERVEBENCH_ORT_SPIN", "0"))
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), so, providers=_ort_providers(ort, device))
+    ran = session.get_providers()[0]
+    if device == "cuda" and ran != "CUDAExecutionProvider":
+        raise DeviceError(f"SERVEBENCH_DEVICE=cuda, but ONNX Runtime could not start its CUDA "
+                          f"provider and fell back to {ran} (no GPU visible, or CUDA/cuDNN "
+                          "libraries missing: see the server log)")
+    return session
+
+
+def _torch_device(torch: Any, device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise DeviceError(f"SERVEBENCH_DEVICE=cuda, but torch {torch.__version__} sees no CUDA "
+                          "device (a CPU build of torch, or no GPU visible)")
+    return "cpu"
 
 
 class ImageCore(Core):
@@ -169,17 +235,20 @@ class ImageCore(Core):
             net = MobileNetV2().eval()
             net.load_state_dict(self._torch.load(self.path, map_location="cpu",
                                                  weights_only=True))
-            self._net = net
+            self._where = _torch_device(self._torch, self.device)
+            self._net = net.to(self._where)
+            self.provider = f"torch:{self._where}"
         else:
-            self._session = _ort_session(self.path, self.threads)
+            self._session = _ort_session(self.path, self.threads, self.device)
+            self.provider = self._session.get_providers()[0]
         self.size = int(self.meta["input_size"])
 
     def _run(self, x: Any) -> list[Any]:
         with self._lock:
             if self.meta["runtime"] == "torch":
                 with self._torch.inference_mode():
-                    out = self._net(self._torch.from_numpy(x))
-                return [out.numpy()]
+                    out = self._net(self._torch.from_numpy(x).to(self._where))
+                return [out.cpu().numpy()]
             return list(self._session.run(None, {"input": x}))
 
     def _warm(self) -> None:
@@ -295,8 +364,10 @@ class TextCore(Core):
 
             with open(self.path, "rb") as f:
                 self._pipe = joblib.load(f)
+            self.provider = "sklearn:cpu"
         else:
-            self._session = _ort_session(self.path, self.threads)
+            self._session = _ort_session(self.path, self.threads, self.device)
+            self.provider = self._session.get_providers()[0]
         self.labels = list(self.meta["labels"])
 
     def _scores(self, text: str) -> Any:

@@ -531,7 +531,7 @@ class AwsBackend:
                                code_url=self._presigned(code_key),
                                model_file=package.model_file, port=SERVING_PORT,
                                workers=workers, threads=threads, arch=chosen.arch,
-                               environment=environment)
+                               environment=environment, gpu=chosen.gpu)
         assert self._subnet_id is not None
         instance_profile = self._instance_profile() if model_from == "s3" else None
         launched = time.time()

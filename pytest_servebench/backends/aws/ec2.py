@@ -75,13 +75,16 @@ def code_zip() -> Path:
 
 def user_data(target: str, *, package_url: str, code_url: str, model_file: str, port: int,
               workers: int, threads: int | None, arch: str,
-              environment: dict[str, str] | None = None) -> str:
+              environment: dict[str, str] | None = None, gpu: str | None = None) -> str:
     """The boot script: fetch, unpack, start ``servebench serve`` on ``port``, log to the
     console (what ``get_console_output`` shows when the instance never gets ready).
     ``environment``: what the server is started with (a model to load from S3 replaces the
-    package's)."""
+    package's). ``gpu`` (the instance's, e.g. ``T4``): ONNX Runtime's CUDA build with its CUDA
+    and cuDNN wheels goes first on the path, and the server must run on the GPU
+    (``SERVEBENCH_DEVICE=cuda``: it fails to start rather than serve on the CPU)."""
+    device = {"SERVEBENCH_DEVICE": "cuda" if gpu else "cpu"}
     exports = "".join(f"export {k}={shlex.quote(v)}\n"
-                      for k, v in sorted((environment or {}).items()))
+                      for k, v in sorted({**device, **(environment or {})}.items()))
     model = ("" if environment and "SERVEBENCH_MODEL_URL" in environment else
              f"export SERVEBENCH_MODEL_PATH=/opt/servebench/task/{shlex.quote(model_file)}\n")
     serve = ["python3.11", "-m", "pytest_servebench.cli", "serve", target, "--host", "0.0.0.0",
@@ -92,6 +95,9 @@ def user_data(target: str, *, package_url: str, code_url: str, model_file: str, 
     # own (pip puts them first on the path).
     own_wheels = ("python3.11 -m pip install --quiet --target /opt/servebench/arch "
                   "onnxruntime numpy pillow\n" if arch == "arm64" else "")
+    if gpu:  # the CUDA build shares the module name with the package's CPU one: it goes first
+        own_wheels += ("python3.11 -m pip install --quiet --target /opt/servebench/arch "
+                       "'onnxruntime-gpu[cuda,cudnn]'\n")
     script = f"""#!/bin/bash
 set -euxo pipefail
 exec > >(tee /var/log/servebench-boot.log > /dev/console) 2>&1

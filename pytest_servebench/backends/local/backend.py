@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...platforms import PLATFORMS, FargateProfile, Shape, server_profile
+from ...platforms import PLATFORMS, FargateProfile, InstanceProfile, Shape, server_profile
 from ..base import (
     ArtifactSource,
     Capabilities,
@@ -32,6 +32,7 @@ from .sweep import Swept, sweep_dead_runs
 if TYPE_CHECKING:
     from ...functions.api import PlatformServer
     from ...functions.client import FunctionTarget
+    from ...gpu import GpuProbe
     from ...pricebook import PriceBook
     from ..base import Backend
     from .storage import ObjectStore
@@ -43,6 +44,20 @@ log = logging.getLogger("pytest_servebench.backends.local")
 # for code outside functions; function() leaves them out rather than refuse it.
 PLATFORM_SUPPLIED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                      "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+def served_by(url: str, *, timeout_s: float = 5.0) -> dict[str, str]:
+    """What a started server says runs its model (``/health``'s ``device`` and ``provider``,
+    e.g. ``CUDAExecutionProvider``), for the target's profile; empty when it does not say."""
+    import urllib.request
+
+    health = url.rsplit("/", 1)[0] + "/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout_s) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError):
+        return {}
+    return {k: str(doc[k]) for k in ("device", "provider") if doc.get(k)}
 
 
 class PlatformBackend:
@@ -186,16 +201,39 @@ class PlatformBackend:
                 profile["arch_note"] = (f"{chosen.instance_type} is {chosen.arch}; it runs as "
                                         "x86_64 here, shaped to its vCPU and memory only")
             size = chosen.instance_type
+        # A GPU instance serves on this machine's GPU (checked before anything starts); every
+        # other server is told to stay on the CPU, so a c5.large never borrows a GPU here.
+        device = {"SERVEBENCH_DEVICE": "cpu"}
+        if isinstance(chosen, InstanceProfile) and chosen.gpu:
+            here = self._gpu_for(chosen)
+            device["SERVEBENCH_DEVICE"] = "cuda"
+            profile.update(gpu=chosen.gpu, gpu_here=here.describe())
+            if chosen.gpu not in here.describe():
+                profile["gpu_note"] = (f"{chosen.instance_type} has an NVIDIA {chosen.gpu}; it "
+                                       f"runs on this machine's {here.describe()}")
         shape = chosen.shape
+        environment = {**self._model_environment(target, model_from), **device}
         running = self.servers.start(target, shape=shape, workers=workers, threads=threads,
-                                     slots=slots,
-                                     environment=self._model_environment(target, model_from),
+                                     slots=slots, environment=environment,
                                      label=f"{platform}-{target}")
         self._running.append(running)
         profile.update(self.limits.describe(shape))
         profile.update(workers=workers, threads=running.threads, slots=slots or 1,
                        ready_s=round(running.ready_s, 3), model_from=model_from)
+        profile.update(served_by(running.url))
         return ServerTarget(running.url, name=f"{platform}:{size}:{target}", profile=profile)
+
+    def _gpu_for(self, chosen: InstanceProfile) -> GpuProbe:
+        """This machine's GPU for a server of ``chosen`` (a GPU instance type), or
+        ``GpuUnavailable`` saying what is missing."""
+        from ...gpu import GpuUnavailable, require
+
+        what = f"{chosen.instance_type} (an NVIDIA {chosen.gpu})"
+        if self.name != "local":
+            raise GpuUnavailable(f"{what} needs a GPU, and the {self.name} backend does not "
+                                 "pass one into its containers: run GPU cases on the local "
+                                 "backend")
+        return require(what)
 
     def stop_server(self, target: ServerTarget) -> None:
         """Stop one server now (a task scaled in) rather than at the end of the session."""
