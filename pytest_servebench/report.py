@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from .metrics import format_value
 
 if TYPE_CHECKING:
+    from .cost import ServerBill
     from .history import Entry
 
 DEFAULT_WIDTH = 120
@@ -349,3 +350,85 @@ def _fit(width: int, id_width: int, widths: list[int], cols: Sequence[_Column], 
         else:
             widths[i] -= 1
     return id_width, widths
+
+
+# --- server bills --------------------------------------------------------------------------
+
+_LAUNCH_TOLERANCE_S = 0.01  # a profile keeps its launch time to the millisecond
+
+
+@dataclass
+class _Server:
+    name: str
+    backend: str
+    usd_per_hour: float
+    bill: ServerBill | None = None
+    per_million: tuple[float, ...] = ()
+
+
+def _servers(entries: Sequence[Entry], bills: Sequence[ServerBill]) -> list[_Server]:
+    """One row per server: its results' priced entries (a server is one launch of a target),
+    then the bills of servers already terminated, which replace the bill a result could give
+    (launch to its last run) or stand alone (a server nothing was measured on)."""
+    rows: dict[tuple[str, float | None], _Server] = {}
+    for e in entries:
+        cost = e.cost
+        if cost is None or cost.usd_per_hour is None:
+            continue
+        bill = cost.server_bill
+        key = (e.target, None if bill is None else bill.launched_unix)
+        row = rows.setdefault(key, _Server(e.target, e.backend, cost.usd_per_hour))
+        row.per_million += (cost.usd_per_million,)
+        if bill is not None and (row.bill is None or bill.ended_unix > row.bill.ended_unix):
+            row.bill = bill
+    for bill in bills:
+        match = next((r for (name, launched), r in rows.items() if name == bill.name
+                      and launched is not None
+                      and abs(launched - bill.launched_unix) <= _LAUNCH_TOLERANCE_S), None)
+        if match is None:
+            rows[(bill.name, bill.launched_unix)] = _Server(bill.name, "", bill.usd_per_hour,
+                                                            bill)
+        else:
+            match.bill = bill
+    return list(rows.values())
+
+
+def render_bills(entries: Sequence[Entry], *, bills: Sequence[ServerBill] = (),
+                 width: int = DEFAULT_WIDTH) -> list[str]:
+    """What each server target cost: its hourly price, how long it was billed (from launch to
+    its termination, or to the end of its last run while it still ran), the bill, and its
+    cost per million requests at the throughputs measured on it; ``bills`` are servers
+    already terminated (a backend's ``bills``). Empty when no result ran on a priced server.
+
+    A server's bill is known where its backend records its launch (``launched_unix`` in the
+    target's profile); elsewhere the row gives its hourly price and per million alone."""
+    servers = _servers(entries, bills)
+    if not servers:
+        return []
+    header = ["server", "$/h", "billed", "until", "bill", "$/M req"]
+    rows = []
+    for srv in servers:
+        bill = srv.bill
+        low, high = (min(srv.per_million), max(srv.per_million)) if srv.per_million else (0, 0)
+        per_million = ("-" if not srv.per_million else format_value("usd", low)
+                       if math.isclose(low, high) else
+                       f"{format_value('usd', low)}..{format_value('usd', high)}")
+        rows.append([srv.name, f"{srv.usd_per_hour:g}",
+                     "-" if bill is None else f"{bill.billed_s:.0f} s",
+                     "-" if bill is None else ("termination" if bill.terminated
+                                               else "its last run"),
+                     "-" if bill is None else f"${bill.usd:.4f}", per_million])
+    fixed = sum(max(len(h), *(len(r[i]) for r in rows)) + len(_GAP)
+                for i, h in enumerate(header) if i > 0)
+    names = shorten_unique([r[0] for r in rows], max(_MIN_TEXT, width - fixed))
+    for row, name in zip(rows, names, strict=True):
+        row[0] = name
+    out = format_table(header, rows, right=[1, 2, 4, 5])
+    if any(s.bill is not None and not s.bill.terminated for s in servers):
+        out.append("its last run: the server was still running when its last result was "
+                   "priced; it is billed on until terminated")
+    unknown = sorted({s.backend for s in servers if s.bill is None})
+    if unknown:
+        out.append(f"-: the {', '.join(unknown)} backend records no launch time: the hourly "
+                   "price and per million only")
+    return out

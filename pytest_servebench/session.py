@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from .compare import Comparison
+    from .cost import ServerBill
     from .history import Entry, History, Run
     from .result import Result
     from .slo import SLOFailure, Verdict
@@ -248,16 +249,24 @@ class BenchSession:
             "info", f"saved run {run.run_id}" + (f" ({run.name})" if run.name else "")
                     + f" with {len(self.entries)} result(s) to {history.path}"))
 
-    def summary(self, *, width: int | None = None, verbose: bool = False) -> list[SummaryLine]:
+    def summary(self, *, width: int | None = None, verbose: bool = False,
+                bills: Sequence[ServerBill] = ()) -> list[SummaryLine]:
         """The results table (at most ``width`` columns, default 120; ``verbose``: the wide
-        table), the comparison and the messages."""
+        table), the servers' bills (``bills``: those of servers already terminated, launch to
+        termination; the others as far as the results know them), the comparison and the
+        messages."""
         lines: list[SummaryLine] = []
-        if self.entries:
-            from .report import DEFAULT_WIDTH, render_summary
+        if self.entries or bills:
+            from .report import DEFAULT_WIDTH, render_bills, render_summary
 
-            lines.append(SummaryLine("servebench summary", heading=True))
-            lines += [SummaryLine(text) for text in render_summary(
-                self.entries, width=width or DEFAULT_WIDTH, verbose=verbose)]
+            if self.entries:
+                lines.append(SummaryLine("servebench summary", heading=True))
+                lines += [SummaryLine(text) for text in render_summary(
+                    self.entries, width=width or DEFAULT_WIDTH, verbose=verbose)]
+            billed = render_bills(self.entries, bills=bills, width=width or DEFAULT_WIDTH)
+            if billed:
+                lines.append(SummaryLine("servebench server bills", heading=True))
+                lines += [SummaryLine(text) for text in billed]
         cmp = self.comparison
         if cmp is not None:
             from .compare import render_comparison

@@ -582,7 +582,8 @@ class AwsBackend:
             self._undo(made)
             raise
         profile = {**profile, "launch_to_ready_s": round(time.time() - server.launched_unix, 3),
-                   "ready_s": round(waited, 3)}
+                   "ready_s": round(waited, 3),
+                   "launched_unix": round(server.launched_unix, 3)}  # billed from here
         provider = health_doc(base).get("provider")
         if provider:
             profile["provider"] = provider
@@ -751,7 +752,8 @@ class AwsBackend:
                              launched)
         profile = {**profile, "threads": threads, "image": image.uri, "endpoint": endpoint,
                    "ready_s": round(waited, 3),
-                   "launch_to_ready_s": round(time.time() - launched, 3)}
+                   "launch_to_ready_s": round(time.time() - launched, 3),
+                   "launched_unix": round(launched, 3)}  # billed from here
         if image.note:
             profile["image_note"] = image.note
         if not _is_aws(runtime):

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ...cost import ServerBill
 from ...waiting import wait_for
 
 if TYPE_CHECKING:
@@ -61,31 +62,6 @@ class Provisioned:
     launched_unix: float
     cluster: str = ""  # Fargate: the task's cluster
     environment: dict[str, str] = field(default_factory=dict)  # what its server is started with
-
-
-@dataclass(frozen=True, slots=True)
-class ServerBill:
-    """What one server cost: its hourly price for the whole time it existed."""
-
-    name: str
-    platform: str
-    basis: str
-    usd_per_hour: float
-    launched_unix: float
-    terminated_unix: float
-
-    @property
-    def billed_s(self) -> float:
-        """EC2, Fargate and SageMaker bill by the second, with a minute's minimum."""
-        return max(60.0, self.terminated_unix - self.launched_unix)
-
-    @property
-    def usd(self) -> float:
-        return self.usd_per_hour * self.billed_s / 3600.0
-
-    def line(self) -> str:
-        return (f"{self.name}: {self.basis} at ${self.usd_per_hour:g}/h for "
-                f"{self.billed_s:.0f} s (launch to termination) = ${self.usd:.4f}")
 
 
 class Reach(Protocol):
