@@ -429,6 +429,7 @@ def render_bills(entries: Sequence[Entry], *, bills: Sequence[ServerBill] = (),
                    "priced; it is billed on until terminated")
     unknown = sorted({s.backend for s in servers if s.bill is None})
     if unknown:
-        out.append(f"-: the {', '.join(unknown)} backend records no launch time: the hourly "
-                   "price and per million only")
+        which = (f"the {unknown[0]} backend records" if len(unknown) == 1
+                 else f"the {', '.join(unknown)} backends record")
+        out.append(f"-: {which} no launch time: the hourly price and per million only")
     return out
