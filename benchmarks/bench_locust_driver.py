@@ -9,20 +9,29 @@
    behind its slow replies.
 2. Capacity: closed loop, 16 connections, the no-op loopback server, for each of the in-process
    engine, the driver with 1 and 2 workers, and plain Locust (16 FastHttpUsers, no wait).
-3. Agreement at a rate all can carry (open loop 300 req/s): p50 and p99 with their intervals.
+3. Agreement at a rate all can carry (open loop 300 req/s; plain Locust paced at 300/s, its
+   exact response times kept by a listener): p50, p90 and p99 with their intervals, in rounds,
+   and the median p50 of each configuration over the rounds with its ratio to the engine's.
 
-Client and server share this machine's cores: figures are ratios within one run.
+Client and server share this machine's cores: figures are ratios within one run. The server runs
+in a process of its own (``python -m tests.loopback``), so that no client shares its interpreter
+lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +41,32 @@ sys.path.insert(0, str(ROOT))
 from pytest_servebench.backends.http import HttpTarget  # noqa: E402
 from pytest_servebench.fixture import Servebench  # noqa: E402
 from pytest_servebench.settings import Settings  # noqa: E402
+from pytest_servebench.stats import Estimate, quantile_estimate  # noqa: E402
 from pytest_servebench.workloads import ClosedLoop, OpenLoop  # noqa: E402
-from tests.loopback import Behaviour, LoopbackServer  # noqa: E402
+from tests.loopback import Behaviour  # noqa: E402
+
+
+@contextlib.contextmanager
+def served(behaviour: Behaviour | None = None) -> Iterator[str]:
+    """A loopback server in a process of its own, so that no client shares its interpreter
+    lock (the in-process engine would, with a server thread in this process); its URL."""
+    knobs = {k: v for k, v in asdict(behaviour or Behaviour()).items() if k != "body"}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.loopback", json.dumps(knobs)],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError("the loopback server did not start")
+        yield url
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _ms(x: float) -> str:
@@ -48,11 +81,26 @@ def ours(url: str, workload: Any, *, driver: str, workers: int = 1) -> Any:
 
 
 def plain_locust(url: str, *, users: int, seconds: float, paced_per_user: float | None,
-                 workdir: Path) -> dict[str, float]:
+                 workdir: Path) -> dict[str, Any]:
+    """Plain Locust (FastHttpUser) from its command line. Besides its own rounded statistics,
+    a listener keeps every response time exactly as Locust measured it (``raw``, seconds)."""
     wait = (f"constant_throughput({paced_per_user})" if paced_per_user else "constant(0)")
     locustfile = workdir / "locustfile.py"
+    raw_path = workdir / f"raw-{users}.txt"
     locustfile.write_text(textwrap.dedent(f"""
-        from locust import FastHttpUser, constant, constant_throughput, task
+        from locust import FastHttpUser, constant, constant_throughput, events, task
+
+        TIMES = []
+
+        @events.request.add_listener
+        def keep(response_time, exception, **kwargs):
+            if exception is None:
+                TIMES.append(response_time / 1000)
+
+        @events.quitting.add_listener
+        def dump(environment, **kwargs):
+            with open({str(raw_path)!r}, "w") as f:
+                f.write("\\n".join(map(repr, TIMES)))
 
         class U(FastHttpUser):
             wait_time = {wait}
@@ -69,9 +117,10 @@ def plain_locust(url: str, *, users: int, seconds: float, paced_per_user: float 
                    check=True, capture_output=True, timeout=seconds + 60)
     with open(f"{prefix}_stats.csv") as f:
         row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    raw = sorted(float(x) for x in raw_path.read_text().split())
     return {"count": float(row["Request Count"]), "rps": float(row["Requests/s"]),
             "p50": float(row["50%"]) / 1000, "p90": float(row["90%"]) / 1000,
-            "p99": float(row["99%"]) / 1000}
+            "p99": float(row["99%"]) / 1000, "raw": raw}
 
 
 def omission(seconds: float, workdir: Path) -> None:
@@ -82,14 +131,14 @@ def omission(seconds: float, workdir: Path) -> None:
     behaviour = Behaviour(stall_from_s=0.0, stall_for_s=1.0, stall_every_s=5.0)
     for label, driver, workers in (("in-process engine", "inprocess", 1),
                                    ("locust driver, 2 workers", "locust", 2)):
-        with LoopbackServer(behaviour) as srv:
-            r = ours(srv.url, workload, driver=driver, workers=workers)
+        with served(behaviour) as url:
+            r = ours(url, workload, driver=driver, workers=workers)
         p90, p99 = r.metric("p90"), r.p99
         print(f"  {label:<26} sent {r.count:6d}/{len(workload.schedule())}   p90 "
               f"{_ms(p90.value)} [{p90.low * 1000:.0f}, {p90.high * 1000:.0f}]   p99 "
               f"{_ms(p99.value)} [{p99.low * 1000:.0f}, {p99.high * 1000:.0f}]")
-    with LoopbackServer(behaviour) as srv:
-        p = plain_locust(srv.url, users=2, seconds=seconds, paced_per_user=100,
+    with served(behaviour) as url:
+        p = plain_locust(url, users=2, seconds=seconds, paced_per_user=100,
                          workdir=workdir)
     print(f"  {'plain Locust (paced users)':<26} sent {int(p['count']):6d}/"
           f"{len(workload.schedule())}   p90 {_ms(p['p90'])}            p99 {_ms(p['p99'])}"
@@ -103,12 +152,12 @@ def capacity(seconds: float, workdir: Path) -> None:
     for label, driver, workers in (("in-process engine", "inprocess", 1),
                                    ("locust driver, 1 worker", "locust", 1),
                                    ("locust driver, 2 workers", "locust", 2)):
-        with LoopbackServer() as srv:
-            r = ours(srv.url, workload, driver=driver, workers=workers)
+        with served() as url:
+            r = ours(url, workload, driver=driver, workers=workers)
         rates[label] = r.throughput
         print(f"  {label:<26} {r.throughput:9,.0f} req/s   p50 {_ms(r.p50.value)}")
-    with LoopbackServer() as srv:
-        p = plain_locust(srv.url, users=16, seconds=seconds, paced_per_user=None,
+    with served() as url:
+        p = plain_locust(url, users=16, seconds=seconds, paced_per_user=None,
                          workdir=workdir)
     rates["plain"] = p["rps"]
     print(f"  {'plain Locust (FastHttpUser)':<26} {p['rps']:9,.0f} req/s   p50 {_ms(p['p50'])}")
@@ -117,16 +166,46 @@ def capacity(seconds: float, workdir: Path) -> None:
         print(f"  {label} / in-process = {rates[label] / base:.2f}")
 
 
-def agreement(seconds: float) -> None:
-    print(f"\n## Agreement: open loop 300 req/s for {seconds:g} s, no-op loopback server")
+def _interval(e: Estimate) -> str:
+    return f"{e.value * 1000:6.3f} [{e.low * 1000:.3f}, {e.high * 1000:.3f}]"
+
+
+def agreement(seconds: float, repeats: int, workdir: Path) -> None:
+    """Open loop at 300 req/s (plain Locust: 3 users paced at 100/s each, the nearest it
+    has), each run on a fresh no-op loopback server; the runs of a round go one after another
+    and the rounds repeat, so that the machine's drift falls on every configuration alike."""
+    print(f"\n## Agreement: 300 req/s for {seconds:g} s, no-op loopback server, "
+          f"{repeats} round(s); ms, [95% interval]")
     workload = OpenLoop(rate=300, duration=seconds, seed=3)
-    for label, driver, workers in (("in-process engine", "inprocess", 1),
-                                   ("locust driver, 2 workers", "locust", 2)):
-        with LoopbackServer() as srv:
-            r = ours(srv.url, workload, driver=driver, workers=workers)
-        print(f"  {label:<26} n {r.count:5d}  p50 {_ms(r.p50.value)} [{r.p50.low * 1000:.2f}, "
-              f"{r.p50.high * 1000:.2f}]  p99 {_ms(r.p99.value)} [{r.p99.low * 1000:.2f}, "
-              f"{r.p99.high * 1000:.2f}]")
+    configs = (("in-process engine", "inprocess", 1), ("locust driver, 1 worker", "locust", 1),
+               ("locust driver, 2 workers", "locust", 2), ("plain Locust (FastHttpUser)", "", 3))
+    p50s: dict[str, list[float]] = {label: [] for label, _, _ in configs}
+    for k in range(repeats):
+        for label, driver, workers in configs:
+            with served() as url:
+                if driver:
+                    r = ours(url, workload, driver=driver, workers=workers)
+                    n, sent = r.count, r.count
+                    p50, p90, p99 = r.p50, r.metric("p90"), r.p99
+                    lag = r.schedule_lag
+                    note = (f"lag p50 {lag.p50_s * 1e3:.3f} ms, {lag.late} late"
+                            if lag is not None else "")
+                else:
+                    p = plain_locust(url, users=workers, seconds=seconds,
+                                     paced_per_user=100, workdir=workdir)
+                    xs = p["raw"]
+                    n, sent = len(xs), int(p["count"])
+                    p50, p90, p99 = (quantile_estimate(xs, q) for q in (0.5, 0.9, 0.99))
+                    note = (f"its CSV: p50 {p['p50'] * 1e3:g} p90 {p['p90'] * 1e3:g} p99 "
+                            f"{p['p99'] * 1e3:g} ms (rounded)")
+            p50s[label].append(p50.value)
+            print(f"  #{k + 1} {label:<28} n {n:5d}/{sent:5d}  p50 {_interval(p50)}  p90 "
+                  f"{_interval(p90)}  p99 {_interval(p99)}  {note}")
+    base = statistics.median(p50s["in-process engine"])
+    print("  median p50 over the rounds, and its ratio to the in-process engine's:")
+    for label, values in p50s.items():
+        med = statistics.median(values)
+        print(f"    {label:<28} {med * 1000:6.3f} ms  x{med / base:.2f}")
 
 
 def main() -> None:
@@ -134,6 +213,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--capacity-seconds", type=float, default=5.0)
     parser.add_argument("--only", choices=("omission", "capacity", "agreement"), default=None)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the agreement runs")
     args = parser.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +222,7 @@ def main() -> None:
         if args.only in (None, "capacity"):
             capacity(args.capacity_seconds, Path(tmp))
         if args.only in (None, "agreement"):
-            agreement(args.seconds / 2)
+            agreement(args.seconds / 2, args.rounds, Path(tmp))
     print(f"\n(took {time.perf_counter() - t0:.0f} s)")
 
 

@@ -116,3 +116,25 @@ class LoopbackServer:
         writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n%s"
                      % (b.status, len(b.body), conn, b.body))
         await writer.drain()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tests.loopback '{"delay_s": 0.001}'``: serve in a process of its own (a
+    benchmark's client then has this interpreter's lock to itself), print the URL, and stop
+    when standard input closes."""
+    import json
+    import sys
+    from dataclasses import fields
+
+    args = sys.argv[1:] if argv is None else argv
+    knobs = json.loads(args[0]) if args else {}
+    allowed = {f.name for f in fields(Behaviour)}
+    if "body" in knobs:
+        knobs["body"] = knobs["body"].encode()
+    with LoopbackServer(Behaviour(**{k: v for k, v in knobs.items() if k in allowed})) as srv:
+        print(srv.url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

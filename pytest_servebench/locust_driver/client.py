@@ -1,0 +1,213 @@
+"""The driver's HTTP client: keep-alive HTTP/1.1 on the standard library's sockets, a request
+serialised once per payload, replies parsed by httptools (the C parser the in-process engine's
+``http_client`` uses). In a Locust worker the sockets are gevent's (Locust monkey-patches them),
+so every request of a worker shares one thread; elsewhere it is an ordinary blocking client,
+which is how the tests exercise it without gevent.
+
+Why not geventhttpclient's ``HTTPClient`` (Locust's ``FastHttpUser``): a load generator's own
+cost per request is the floor of what it can measure. Measured on a 2-core machine, one request
+after another to a loopback server in a process of its own (p50 of 3,900, three runs, gevent
+patched): geventhttpclient 56-114 us, this client 38-72 us; spaced 3.3 ms apart, as an open
+loop at 300/s sends them, this client 132-159 us and the in-process engine's asyncio client
+162-242 us. ``benchmarks/bench_locust_driver.py`` compares whole runs.
+
+It never raises for a failed request: failures come back as a ``Reply`` with the same error
+kinds as the in-process engine's (``timeout``, ``connect``, ``connect_timeout``,
+``connection``, ``http_<status>``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+from ..target import Payload, Reply
+
+_MAX_DETAIL = 512
+_RECV = 65536
+
+
+class _Connection:
+    """One keep-alive connection and its parser; at most one request in flight."""
+
+    def __init__(self, sock: socket.socket, *, capture_body: bool,
+                 capture_headers: bool) -> None:
+        self.sock = sock
+        self.capture_body = capture_body
+        self.complete = False
+        self.status = 0
+        self.keep_alive = False
+        self.body = bytearray()
+        self.headers: dict[str, str] = {}
+        if capture_headers:  # httptools looks for on_header once, when the parser is made
+            self.on_header = self._on_header
+        self.parser = httptools.HttpResponseParser(self)
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.complete = False
+        self.body.clear()
+        self.headers = {}
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        if self.capture_body or len(self.body) < _MAX_DETAIL:
+            self.body += body
+
+    def on_message_complete(self) -> None:
+        # read here: the parser has moved on to the next message once this returns
+        self.status = int(self.parser.get_status_code())
+        self.keep_alive = bool(self.parser.should_keep_alive())
+        self.complete = True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class KeepAliveClient:
+    """Sends ``method`` requests to one URL over a pool of keep-alive connections, which grows
+    to as many as are in flight at once.
+
+    >>> client = KeepAliveClient("http://127.0.0.1:8080/predict")  # doctest: +SKIP
+    >>> client.send(Payload(b"x"), timeout_s=5).ok  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, url: str, *, method: str = "POST", headers: dict[str, str] | None = None,
+                 capture_body: bool = False, capture_headers: bool = False,
+                 connect_timeout_s: float = 5.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"the driver sends to http:// or https:// URLs, not {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"no host in URL {url!r}")
+        self.url = url
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc.rsplit('@', 1)[-1]}",
+                "User-Agent: servebench"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._head = "\r\n".join(head)
+        self._capture_body = capture_body
+        self._capture_headers = capture_headers
+        self._connect_timeout_s = connect_timeout_s
+        self._idle: list[_Connection] = []
+        self._all: set[_Connection] = set()
+        self._wire: dict[Payload, tuple[str, bytes]] = {}
+
+    def request_bytes(self, payload: Payload, extra_head: str = "") -> bytes:
+        """The request on the wire; ``extra_head``: more header lines (CRLF-separated, e.g. a
+        signature). The same ``extra_head`` object as last time reuses the cached bytes."""
+        cached = self._wire.get(payload)
+        if cached is not None and cached[0] is extra_head:
+            return cached[1]
+        head = f"{self._head}\r\n{extra_head}\r\n" if extra_head else f"{self._head}\r\n"
+        head += (f"Content-Type: {payload.content_type}\r\n"
+                 f"Content-Length: {len(payload.body)}\r\n\r\n")
+        wire = head.encode("latin-1") + payload.body
+        if cached is not None or len(self._wire) < 1024:
+            self._wire[payload] = (extra_head, wire)
+        return wire
+
+    def _connect(self, timeout_s: float) -> _Connection:
+        sock = socket.create_connection((self.host, self.port), timeout=timeout_s)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        conn = _Connection(sock, capture_body=self._capture_body,
+                           capture_headers=self._capture_headers)
+        self._all.add(conn)
+        return conn
+
+    def _discard(self, conn: _Connection) -> None:
+        conn.close()
+        self._all.discard(conn)
+
+    def send(self, payload: Payload, *, timeout_s: float, extra_head: str = "") -> Reply:
+        """Send one request and wait at most ``timeout_s`` (connecting included) for the
+        whole reply. A kept-alive connection the server had closed is retried once on a new
+        one when nothing at all came back on it (the request was never read)."""
+        deadline = time.monotonic() + timeout_s
+        wire = self.request_bytes(payload, extra_head)
+        for attempt in (0, 1):
+            reused = bool(self._idle)
+            if reused:
+                conn = self._idle.pop()
+            else:
+                left = deadline - time.monotonic()
+                try:
+                    conn = self._connect(min(self._connect_timeout_s, max(left, 1e-3)))
+                except TimeoutError:
+                    return Reply.failure("connect_timeout", f"no connection to {self.url}")
+                except OSError as exc:
+                    return Reply.failure("connect", f"{self.url}: {exc.strerror or exc}")
+            got = 0
+            try:
+                conn.sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+                conn.sock.sendall(wire)
+                while not conn.complete:
+                    data = conn.sock.recv(_RECV)
+                    if not data:
+                        raise ConnectionError("connection closed by server")
+                    got += len(data)
+                    conn.parser.feed_data(data)
+                    if not conn.complete:
+                        conn.sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+            except TimeoutError:
+                self._discard(conn)
+                return Reply.failure("timeout", f"no reply within {timeout_s:g}s")
+            except httptools.HttpParserError as exc:
+                self._discard(conn)
+                return Reply.failure("connection", f"bad HTTP response: {exc}")
+            except OSError as exc:
+                self._discard(conn)
+                if reused and got == 0 and attempt == 0:
+                    continue
+                return Reply.failure("connection", str(exc) or type(exc).__name__)
+            return self._reply(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reply(self, conn: _Connection) -> Reply:
+        status = conn.status
+        body = bytes(conn.body)
+        headers = conn.headers
+        conn.complete = False
+        if conn.keep_alive:
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+        extra: dict[str, Any] = {"body": body} if self._capture_body else {}
+        if self._capture_headers:
+            extra["headers"] = headers
+        if 200 <= status < 400:
+            return Reply(ok=True, status=status, extra=extra)
+        return Reply(ok=False, error=f"http_{status}", status=status,
+                     detail=body[:_MAX_DETAIL].decode("utf-8", "replace"), extra=extra)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._all)
+
+    def close(self) -> None:
+        for conn in list(self._all):
+            conn.close()
+        self._all.clear()
+        self._idle.clear()
+
+
+__all__ = ["KeepAliveClient"]
