@@ -638,8 +638,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     width = DEFAULT_WIDTH
     if sys.stdout.isatty():
         width = min(width, config.get_terminal_writer().fullwidth)
+    bills = getattr(backend, "bills", ())  # servers terminated by now: launch to termination
     for line in config.stash[SESSION_KEY].summary(width=width,
-                                                  verbose=config.get_verbosity() > 0):
+                                                  verbose=config.get_verbosity() > 0,
+                                                  bills=bills):
         if line.heading:
             terminalreporter.write_sep("=", line.text)
         else:

@@ -9,10 +9,12 @@ differs between them is only what they are built from (``backends.base``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ from .processes import interrupt_on_sigterm, restore_sigterm, tagged_processes
 from .sweep import Swept, sweep_dead_runs
 
 if TYPE_CHECKING:
+    from ...cost import ServerBill
     from ...functions.api import PlatformServer
     from ...functions.client import FunctionTarget
     from ...gpu import GpuProbe
@@ -82,6 +85,10 @@ class PlatformBackend:
         self._platform: PlatformServer | None = None
         self._store: ObjectStore | None = None
         self._running: list[RunningServer] = []
+        # Servers by url until stopped: the handle, and its hourly price and what was priced
+        # (from the price book the caller gave server(), so a custom book is honoured).
+        self._launched: dict[str, tuple[ServerTarget, float, str]] = {}
+        self.bills: list[ServerBill] = []  # servers stopped: launch to termination
         self._sigterm = interrupt_on_sigterm()  # SIGTERM cleans up as Ctrl-C does
 
     @property
@@ -213,6 +220,7 @@ class PlatformBackend:
                                        f"runs on this machine's {here.describe()}")
         shape = chosen.shape
         environment = {**self._model_environment(target, model_from), **device}
+        profile["launched_unix"] = round(time.time(), 3)  # billed from here
         running = self.servers.start(target, shape=shape, workers=workers, threads=threads,
                                      slots=slots, environment=environment,
                                      label=f"{platform}-{target}")
@@ -221,7 +229,24 @@ class PlatformBackend:
         profile.update(workers=workers, threads=running.threads, slots=slots or 1,
                        ready_s=round(running.ready_s, 3), model_from=model_from)
         profile.update(served_by(running.url))
-        return ServerTarget(running.url, name=f"{platform}:{size}:{target}", profile=profile)
+        got = ServerTarget(running.url, name=f"{platform}:{size}:{target}", profile=profile)
+        from ...pricebook import load_price_book
+
+        self._launched[got.url] = (got, chosen.usd_per_hour(prices or load_price_book()),
+                                   chosen.basis())
+        return got
+
+    def _bill(self, url: str) -> None:
+        """The server at ``url`` was just stopped: its bill, launch to now."""
+        from ...cost import ServerBill
+
+        launched = self._launched.pop(url, None)
+        if launched is None:
+            return
+        target, hourly, basis = launched
+        self.bills.append(ServerBill(target.name, str(target.profile["platform"]), basis,
+                                     hourly, float(target.profile["launched_unix"]),
+                                     time.time()))
 
     def _gpu_for(self, chosen: InstanceProfile) -> GpuProbe:
         """This machine's GPU for a server of ``chosen`` (a GPU instance type), or
@@ -241,6 +266,7 @@ class PlatformBackend:
             if running.url == target.url:
                 running.stop()
                 self._running.remove(running)
+                self._bill(running.url)
                 return
         raise LookupError(f"{target.name} was not started by this backend")
 
@@ -252,6 +278,7 @@ class PlatformBackend:
             self._sigterm = False
             restore_sigterm()
         stoppers: list[Callable[[], None]] = [s.stop for s in self._running]
+        stoppers += [functools.partial(self._bill, s.url) for s in self._running]
         stoppers += [x.stop for x in (self._platform, self._store) if x is not None]
         stoppers += self._on_close
         self._running, self._platform, self._store, self._on_close = [], None, None, []
