@@ -225,9 +225,15 @@ class AwsBackend:
                **(environment or {})}
         self._log_group(fname)
         started = time.monotonic()
-        how: dict[str, Any] = ({"Runtime": "python3.11",
-                                "Handler": handler or default_handler()} if image is None
-                               else {"PackageType": "Image"})  # the image names its handler
+        # An image function runs the Runtime Interface Client over the handler: the target's
+        # image is not an AWS base image and has no entry point of its own (its `serve` is
+        # SageMaker's), so the function's ImageConfig names both.
+        how: dict[str, Any] = (
+            {"Runtime": "python3.11", "Handler": handler or default_handler()} if image is None
+            else {"PackageType": "Image",
+                  "ImageConfig": {"EntryPoint": ["python3", "-m", "awslambdaric"],
+                                  "Command": [handler or default_handler()],
+                                  "WorkingDirectory": "/var/task"}})
         created = self._create_function(
             FunctionName=fname, Role=self._role(), Code=code, MemorySize=memory_mb,
             Timeout=int(timeout_s), Architectures=[arch], Environment={"Variables": env},
@@ -404,6 +410,9 @@ class AwsBackend:
             if chosen.gpu:
                 profile["gpu"] = chosen.gpu
         profile["model_from"] = model_from
+        gpu = getattr(chosen, "gpu", None)
+        if gpu and not self.plan:
+            self._check_stand_in_gpu(f"{size} (an NVIDIA {gpu})")
         label = f"{platform}-{size}-{target}"
         name = f"{platform}:{size}:{target}"
         estimate = usd_per_hour * ASSUMED_LIFETIME_S / 3600.0
@@ -442,6 +451,16 @@ class AwsBackend:
             except Exception as exc:
                 log.warning("could not remove %s %s after a failed start: %s", resource.kind,
                             resource.name, exc)
+
+    def _check_stand_in_gpu(self, what: str) -> None:
+        """On AWS a GPU instance has its GPU; the loopback stand-in serves it on this machine,
+        which must then have one (``GpuUnavailable`` before anything is provisioned)."""
+        from .servers import LoopbackStandIn
+
+        if isinstance(self._reach(), LoopbackStandIn):
+            from ...gpu import require
+
+            require(f"{what} served by the loopback stand-in on this machine")
 
     def _reach(self) -> Reach:
         if self.reach is None:
@@ -541,9 +560,12 @@ class AwsBackend:
                                     instance_profile_arn=instance_profile)
         made = [self.ledger.add(Resource(
             "instance", instance, f"arn:aws:ec2:{self.region}::instance/{instance}"))]
+        # What the boot script starts the server with (user_data sets the device too), for a
+        # stand-in that serves it here.
+        device = {"SERVEBENCH_DEVICE": "cuda" if chosen.gpu else "cpu"}
         server = Provisioned("ec2", instance, target, SERVING_PORT, chosen.shape,
                              float(profile["usd_per_hour"]), chosen.basis(), launched,
-                             environment=environment)
+                             environment={**environment, **device})
         poll = self._poll_s("ec2")
 
         def dead() -> str | None:

@@ -4,7 +4,11 @@ was not run: AWS is unreachable here; moto stores the script the tests in test_s
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_servebench.backends.aws import ec2
+
+from .conftest import Moto, left_in_moto
 
 
 def _script(**kw: object) -> str:
@@ -32,3 +36,26 @@ def test_other_instances_stay_on_the_cpu() -> None:
     # The caller's environment is kept beside it.
     assert "export SERVEBENCH_MODEL_URL=s3://b/k\n" in _script(
         environment={"SERVEBENCH_MODEL_URL": "s3://b/k"})
+
+
+def test_a_gpu_instance_on_the_stand_in_needs_a_gpu_here_and_provisions_nothing_without(
+        loopback_servers: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control plane: moto. On AWS a g4dn has its GPU; the loopback stand-in would serve it
+    on this machine, which has none (faked here, as CI has none): the case skips before anything
+    is launched, saying so."""
+    import boto3
+
+    from pytest_servebench import gpu
+    from pytest_servebench.backends.aws import AwsBackend
+    from pytest_servebench.gpu import GpuProbe, GpuUnavailable
+
+    monkeypatch.setattr(gpu, "probe", lambda: GpuProbe((), "no CUDA driver (libcuda.so.1 not "
+                                                           "found)"))
+    with AwsBackend() as backend, pytest.raises(
+            GpuUnavailable, match=r"g4dn.xlarge \(an NVIDIA T4\) served by the loopback "
+                                  r"stand-in on this machine needs a GPU, and this machine has "
+                                  r"none"):
+        backend.server("mobilenet_v2", platform="ec2", instance_type="g4dn.xlarge")
+    reservations = boto3.client("ec2").describe_instances()["Reservations"]
+    assert [i for r in reservations for i in r["Instances"]] == []
+    assert left_in_moto(backend.tags.run_id) == []

@@ -354,6 +354,12 @@ def test_a_function_over_the_zip_limit_deploys_as_the_targets_image(
         fn = backend.function("text_rf", memory_mb=2048)
         got = boto3.client("lambda").get_function(FunctionName=fn.function)
         assert got["Configuration"]["PackageType"] == "Image"
+        # The image has no entry point of its own: the function names the runtime client and
+        # the handler (on AWS, without them the function could not start).
+        image_config = got["Configuration"]["ImageConfigResponse"]["ImageConfig"]
+        assert image_config == {"EntryPoint": ["python3", "-m", "awslambdaric"],
+                                "Command": ["targets.handler.handler"],
+                                "WorkingDirectory": "/var/task"}
         (repo,) = [r for r in boto3.client("ecr").describe_repositories()["repositories"]
                    if r["repositoryName"].startswith(backend.tags.prefix)]
         assert got["Code"]["ImageUri"] == fn.profile["image"] == images.published[0][1]
