@@ -94,21 +94,31 @@ def reply_from_invoke(reply: Reply, *, proxied: bool) -> Reply:
     return Reply(ok=True, status=reply.status, sandbox_id=sandbox, extra=extra, **fields)
 
 
+def invoke_route(endpoint_url: str, function: str, *, credentials: Credentials | None = None,
+                 region: str = "us-east-1") -> tuple[str, dict[str, str], RequestSigner | None]:
+    """The Invoke API's URL, fixed headers and signer (None without credentials) for one
+    function: what ``InvokeClient`` sends, for a client on another event loop (the Locust
+    driver's gevent workers)."""
+    quoted = quote(function, safe="")
+    url = f"{endpoint_url.rstrip('/')}/2015-03-31/functions/{quoted}/invocations"
+    headers = {"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail"}
+    signer = None
+    if credentials is not None:
+        parts = urlsplit(url)
+        signer = RequestSigner(credentials, method="POST", region=region,
+                               host=parts.netloc.rsplit("@", 1)[-1], path=parts.path,
+                               query=parts.query, headers=headers)
+    return url, headers, signer
+
+
 class InvokeClient:
     """Invokes one function for one run (lives in the run's event loop); requests are signed
     with ``credentials`` when given."""
 
     def __init__(self, endpoint_url: str, function: str, *,
                  credentials: Credentials | None = None, region: str = "us-east-1") -> None:
-        quoted = quote(function, safe="")
-        url = f"{endpoint_url.rstrip('/')}/2015-03-31/functions/{quoted}/invocations"
-        headers = {"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail"}
-        self._signer: RequestSigner | None = None
-        if credentials is not None:
-            parts = urlsplit(url)
-            self._signer = RequestSigner(credentials, method="POST", region=region,
-                                         host=parts.netloc.rsplit("@", 1)[-1],
-                                         path=parts.path, query=parts.query, headers=headers)
+        url, headers, self._signer = invoke_route(endpoint_url, function,
+                                                  credentials=credentials, region=region)
         self._http = HttpClient(url, headers=headers, capture_body=True, capture_headers=True,
                                 sign=self._sign if self._signer is not None else None)
         self._events: dict[Payload, tuple[Payload, bool]] = {}

@@ -1,11 +1,18 @@
 """Load from Locust's distributed master and workers, with our workloads and our accounting.
 
-``run_locust(target, workload, payloads, workers=N, ...)`` starts a Locust master and N workers
-as processes of the run (bound to 127.0.0.1), shares the workload out (``plan.split``), lets
-Locust dispatch one ``ServebenchUser`` per worker, and reads back every request's row: the
-``Recording`` it returns is summarised exactly as the in-process engine's, so intervals, SLOs,
-history and compare are the same. Locust is imported only in those processes (gevent's
-monkey-patching never reaches pytest's).
+``run_locust_result(target, workload, payloads, workers=N, ...)`` starts a Locust master and N
+workers as processes of the run (bound to 127.0.0.1), shares the workload out (``plan.split``),
+lets Locust dispatch one ``ServebenchUser`` per worker, and returns the same ``Result`` the
+in-process engine gives, read from the workers' mergeable histograms and counts
+(``tally``): the messages stay small however many requests the run sends, and every percentile
+and interval is within the histograms' 1% of the one the records would give (counts, errors,
+throughput and maxima are exact). ``records=True`` ships every request's record too and reads
+the result from them, as ``run_locust`` (which returns the engine's ``Recording``) does. Locust
+is imported only in those processes (gevent's monkey-patching never reaches pytest's).
+
+Targets: anything with an HTTP ``url``, and functions behind Lambda's Invoke API (the local
+platform's or AWS's: SigV4-signed, ``LogType=Tail``, the REPORT line read into each reply, as
+the in-process engine does).
 
 Open loop stays open: each worker sends its share of the one seeded schedule at the intended
 times, spawning a greenlet per arrival, and latency runs from the intended send time. Locust's
@@ -29,10 +36,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..records import Record, Recording, closed_window
-from ..target import Payload, Reply, Target
+from ..records import CompletesRecordings, Recording, closed_window
+from ..result import Result, summarize
+from ..settings import LATE_THRESHOLD_S, MAX_LATE_SHARE
+from ..stats import DEFAULT_CONFIDENCE
+from ..target import Payload, Target
 from ..workloads import AnyWorkload, ClosedLoop
+from .client import target_spec
 from .plan import WorkerPlan, split
+from .tally import Tally, Window, record_of, result_from, window_of
 
 _RUNNER = "pytest_servebench.locust_driver.runner"
 START_TIMEOUT_S = 60.0
@@ -44,53 +56,99 @@ class DriverError(RuntimeError):
 
 
 def target_url(target: Target) -> str:
-    """The URL the workers POST to: an HTTP target's or a server's ``url``."""
-    url = getattr(target, "url", None)
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise DriverError(f"the locust driver sends HTTP requests to a URL; {target.name} "
-                          "has none (functions go through the in-process engine for now)")
-    return url
+    """The URL the workers send to: an HTTP target's ``url``, or a function's Invoke API."""
+    spec = _target_spec(target)
+    return str(spec["url"] if spec["kind"] == "http" else spec["endpoint_url"])
 
 
-def _records(rows: list[list[Any]]) -> tuple[Record, ...]:
-    out = []
-    for index, warmup, intended, sent, done, ok, error, status, detail in rows:
-        reply = (Reply(ok=True, status=status) if ok
-                 else Reply.failure(str(error), detail, status=status))
-        out.append(Record(int(index), bool(warmup), float(intended), float(sent), float(done),
-                          reply))
-    out.sort(key=lambda r: (r.intended_s, r.index))
-    return tuple(out)
+def _target_spec(target: Target) -> dict[str, Any]:
+    try:
+        return target_spec(target)
+    except ValueError as exc:
+        raise DriverError(str(exc)) from None
 
 
 def recording_from(data: dict[str, Any], workload: AnyWorkload) -> Recording:
-    """The master's output as the engine's ``Recording`` (see ``records.Recording`` for the
-    measurement window of each workload kind)."""
-    records = _records(data["rows"])
-    wall = max((r.done_s for r in records), default=0.0)
-    max_in_flight = sum(int(d.get("max_in_flight") or 0) for d in data["done"].values())
+    """The master's output, with records, as the engine's ``Recording`` (see
+    ``records.Recording`` for the measurement window of each workload kind)."""
+    records = tuple(sorted((record_of(row) for row in data["rows"]),
+                           key=lambda r: (r.intended_s, r.index)))
+    finished = list(data["done"].values())
+    wall = max((float(d["wall_s"]) for d in finished), default=0.0)
+    max_in_flight = sum(int(d.get("max_in_flight") or 0) for d in finished)
+    window = window_of(_kind(workload), finished, warmup_s=workload.warmup_s,
+                       duration_s=workload.duration_s)
     if isinstance(workload, ClosedLoop):
-        outs = [float(d["first_out"]) for d in data["done"].values()
-                if d.get("first_out") is not None]
-        end = min(outs) if outs else wall
-        if workload.duration_s is not None:
-            warm_end = max((r.done_s for r in records if r.warmup), default=0.0)
-            end = min(end, warm_end + workload.duration_s)
-        m0, m1, completions = closed_window(records, end)
+        m0, m1, completions = closed_window(records, window.end_s)
         return Recording(records, float(data["t0"]), m0, m1, wall, max_in_flight, False,
                          completions)
-    m0 = workload.warmup_s
-    measured = [r.done_s for r in records if not r.warmup]
-    m1 = max(measured) if measured else m0
-    return Recording(records, float(data["t0"]), m0, max(m1, m0), wall, max_in_flight, True)
+    return Recording(records, float(data["t0"]), window.start_s, window.end_s, wall,
+                     max_in_flight, True)
+
+
+def _kind(workload: AnyWorkload) -> str:
+    return "closed" if isinstance(workload, ClosedLoop) else "scheduled"
 
 
 def run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *,
                workers: int, timeout_s: float, time_limit_s: float,
                master_bind: str = "127.0.0.1", master_port: int | None = None,
                local_workers: int | None = None, csv_prefix: str | None = None,
-               start_timeout_s: float = START_TIMEOUT_S) -> Recording:
-    """Run ``workload`` on a Locust master and ``workers`` workers; see the module's text."""
+               start_timeout_s: float = START_TIMEOUT_S,
+               late_threshold_s: float = LATE_THRESHOLD_S) -> Recording:
+    """Run ``workload`` on a Locust master and ``workers`` workers and return every request's
+    record as the engine's ``Recording``; see the module's text."""
+    data = _drive(target, workload, payloads, workers=workers, timeout_s=timeout_s,
+                  time_limit_s=time_limit_s, master_bind=master_bind, master_port=master_port,
+                  local_workers=local_workers, csv_prefix=csv_prefix,
+                  start_timeout_s=start_timeout_s, late_threshold_s=late_threshold_s,
+                  records=True)
+    return recording_from(data, workload)
+
+
+def run_locust_result(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *,
+                      workers: int, timeout_s: float, time_limit_s: float,
+                      records: bool = False, confidence: float = DEFAULT_CONFIDENCE,
+                      point_estimates: bool = False,
+                      late_threshold_s: float = LATE_THRESHOLD_S,
+                      max_late_share: float = MAX_LATE_SHARE, master_bind: str = "127.0.0.1",
+                      master_port: int | None = None, local_workers: int | None = None,
+                      csv_prefix: str | None = None,
+                      start_timeout_s: float = START_TIMEOUT_S) -> Result:
+    """Run ``workload`` on a Locust master and ``workers`` workers and return its ``Result``:
+    from the workers' histograms and counts, or from every request's record with
+    ``records=True`` (then kept in ``result.records``, and completed by the target when it
+    can fill in what its replies lacked). See the module's text."""
+    data = _drive(target, workload, payloads, workers=workers, timeout_s=timeout_s,
+                  time_limit_s=time_limit_s, master_bind=master_bind, master_port=master_port,
+                  local_workers=local_workers, csv_prefix=csv_prefix,
+                  start_timeout_s=start_timeout_s, late_threshold_s=late_threshold_s,
+                  records=records)
+    described: dict[str, Any] = {
+        "target": target.name, "target_profile": target.describe(),
+        "workload": {"str": str(workload), **workload.describe()},
+        "confidence": confidence, "point_estimates": point_estimates, "timeout_s": timeout_s,
+        "late_threshold_s": late_threshold_s, "max_late_share": max_late_share}
+    if records:
+        recording = recording_from(data, workload)
+        if isinstance(target, CompletesRecordings):
+            recording = target.complete(recording)
+        return summarize(recording, **described)
+    finished = list(data["done"].values())
+    start_s, end_s, whole = data["window"]
+    return result_from(
+        Tally.from_json(data["tally"]), Window(float(start_s), float(end_s), bool(whole)),
+        scheduled=not isinstance(workload, ClosedLoop), started_unix_s=float(data["t0"]),
+        wall_s=max((float(d["wall_s"]) for d in finished), default=0.0),
+        max_in_flight=sum(int(d.get("max_in_flight") or 0) for d in finished), **described)
+
+
+def _drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *,
+           workers: int, timeout_s: float, time_limit_s: float, master_bind: str,
+           master_port: int | None, local_workers: int | None, csv_prefix: str | None,
+           start_timeout_s: float, late_threshold_s: float, records: bool) -> dict[str, Any]:
+    """The master's output (see ``runner``): the workers' added tally and window, and their
+    records when asked for."""
     from ..backends.local.processes import (
         free_port,
         kill_group,
@@ -105,22 +163,25 @@ def run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload
         raise ValueError("workers must be >= 1")
     if not payloads:
         raise ValueError("at least one payload is needed")
-    url = target_url(target)
+    reach = _target_spec(target)
     plans: list[WorkerPlan] = split(workload, workers)
     workdir = make_workdir("locust")
     port = master_port or free_port(master_bind if master_bind != "0.0.0.0" else "127.0.0.1")
     owner = new_owner()
     procs: list[tuple[str, Any, Path]] = []
     try:
-        spec = {"workers": workers, "plans": [p.to_json() for p in plans], "url": url,
+        spec = {"workers": workers, "plans": [p.to_json() for p in plans], "target": reach,
                 "payloads": [[base64.b64encode(p.body).decode(), p.content_type]
                              for p in payloads],
                 "timeout_s": timeout_s, "time_limit_s": time_limit_s,
                 "start_timeout_s": start_timeout_s, "csv_prefix": csv_prefix,
-                "request_name": getattr(target, "name", "servebench"),
-                "method": str(getattr(target, "method", "POST")).upper(),
-                "headers": dict(getattr(target, "headers", None) or {})}
-        (workdir / "spec.json").write_text(json.dumps(spec))
+                "late_threshold_s": late_threshold_s, "records": records,
+                "workload": {"kind": _kind(workload), "warmup_s": workload.warmup_s,
+                             "duration_s": workload.duration_s},
+                "request_name": getattr(target, "name", "servebench")}
+        spec_path = workdir / "spec.json"
+        spec_path.touch(mode=0o600)  # it may hold credentials
+        spec_path.write_text(json.dumps(spec))
         out = workdir / "out.json"
         env = dict(os.environ)
         python = sys.executable
@@ -151,8 +212,8 @@ def run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload
             why = {3: "not every worker connected in time",
                    4: "not every worker finished in time"}.get(code, f"exit status {code}")
             raise DriverError(f"the Locust run failed: {why}\n{logs()}")
-        data = json.loads(out.read_text())
-        return recording_from(data, workload)
+        data: dict[str, Any] = json.loads(out.read_text())
+        return data
     finally:
         for _, proc, _ in reversed(procs):
             kill_group(proc, grace_s=3.0)
@@ -160,4 +221,4 @@ def run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-__all__ = ["DriverError", "recording_from", "run_locust", "target_url"]
+__all__ = ["DriverError", "recording_from", "run_locust", "run_locust_result", "target_url"]

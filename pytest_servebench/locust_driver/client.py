@@ -22,12 +22,15 @@ import contextlib
 import socket
 import ssl
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httptools
 
-from ..target import Payload, Reply
+from ..functions.client import event_for, invoke_route, reply_from_invoke
+from ..functions.sigv4 import Credentials, payload_sha256
+from ..target import Payload, Reply, Target
 
 _MAX_DETAIL = 512
 _RECV = 65536
@@ -210,4 +213,76 @@ class KeepAliveClient:
         self._idle.clear()
 
 
-__all__ = ["KeepAliveClient"]
+
+
+class Sender(Protocol):
+    """What a worker sends each request through: one target, one run."""
+
+    def send(self, payload: Payload, *, timeout_s: float) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
+class InvokeSender:
+    """A function behind Lambda's Invoke API, as the in-process engine's ``InvokeClient`` sends
+    to it (``functions.client``): the payload's event, SigV4-signed when there are credentials,
+    ``LogType=Tail``, and the reply's REPORT line read into the ``Reply``."""
+
+    def __init__(self, endpoint_url: str, function: str, *,
+                 credentials: Credentials | None = None, region: str = "us-east-1") -> None:
+        url, headers, self._signer = invoke_route(endpoint_url, function,
+                                                  credentials=credentials, region=region)
+        self._http = KeepAliveClient(url, headers=headers, capture_body=True,
+                                     capture_headers=True)
+        self._events: dict[Payload, tuple[Payload, bool, str]] = {}
+
+    def send(self, payload: Payload, *, timeout_s: float) -> Reply:
+        hit = self._events.get(payload)
+        if hit is None:
+            event = event_for(payload)
+            hit = (event, not payload.content_type.startswith("application/json"),
+                   payload_sha256(event.body))
+            if len(self._events) < 1024:
+                self._events[payload] = hit
+        event, proxied, digest = hit
+        head = self._signer.header_lines(digest) if self._signer is not None else ""
+        reply = self._http.send(event, timeout_s=timeout_s, extra_head=head)
+        return reply_from_invoke(reply, proxied=proxied)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def sender_for(spec: Mapping[str, Any]) -> Sender:
+    """The sender a worker builds from the target's description (``target_spec``)."""
+    if spec["kind"] == "function":
+        creds = spec.get("credentials")
+        return InvokeSender(str(spec["endpoint_url"]), str(spec["function"]),
+                            credentials=Credentials(**creds) if creds else None,
+                            region=str(spec.get("region") or "us-east-1"))
+    return KeepAliveClient(str(spec["url"]), method=str(spec.get("method") or "POST"),
+                           headers=dict(spec.get("headers") or {}))
+
+
+def target_spec(target: Target) -> dict[str, Any]:
+    """What the workers need to reach ``target``: a function behind the Invoke API
+    (``endpoint_url`` and ``function``), or anything with an HTTP ``url``. Credentials travel
+    with it to the workers: on loopback, or to workers elsewhere over the master's link."""
+    endpoint, function = getattr(target, "endpoint_url", None), getattr(target, "function", None)
+    if isinstance(endpoint, str) and isinstance(function, str):
+        creds: Credentials | None = getattr(target, "credentials", None)
+        return {"kind": "function", "endpoint_url": endpoint, "function": function,
+                "region": str(getattr(target, "region", None) or "us-east-1"),
+                "credentials": None if creds is None else {
+                    "access_key_id": creds.access_key_id,
+                    "secret_access_key": creds.secret_access_key,
+                    "session_token": creds.session_token}}
+    url = getattr(target, "url", None)
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"the locust driver sends to an HTTP URL or Lambda's Invoke API; "
+                         f"{target.name} has neither")
+    return {"kind": "http", "url": url, "method": str(getattr(target, "method", "POST")).upper(),
+            "headers": dict(getattr(target, "headers", None) or {})}
+
+
+__all__ = ["InvokeSender", "KeepAliveClient", "Sender", "sender_for", "target_spec"]

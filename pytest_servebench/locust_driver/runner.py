@@ -2,8 +2,10 @@
 
 The master is Locust's ``MasterRunner``: it waits (bounded) for the expected workers, sends each
 its share with a custom message, starts one ``ServebenchUser`` per worker through Locust's own
-dispatch, gathers the rows the workers ship, and writes them to ``--out`` as JSON. A worker is
-Locust's ``WorkerRunner`` connected to the master's address; it runs until the master quits.
+dispatch, waits (bounded) for every worker to finish, works out the measuring window from what
+they say (``tally.window_of``), gathers their tallies over it and adds them up, and writes the
+sum (and the records, when the run asked for them) to ``--out`` as JSON. A worker is Locust's
+``WorkerRunner`` connected to the master's address; it runs until the master quits.
 Exit status: 0 done, 3 the workers did not all come, 4 the run did not finish in time.
 """
 
@@ -22,10 +24,21 @@ import gevent
 import locust  # noqa: F401  (its import monkey-patches the standard library with gevent)
 from locust.env import Environment
 
-from .user import DONE_MESSAGE, PLAN_MESSAGE, ROWS_MESSAGE, ServebenchUser, on_plan
+from .tally import Tally, Window, fallback_window, window_of
+from .user import (
+    DONE_MESSAGE,
+    PLAN_MESSAGE,
+    ROWS_MESSAGE,
+    TALLY_MESSAGE,
+    WINDOW_MESSAGE,
+    ServebenchUser,
+    on_plan,
+    on_window,
+)
 
 EXIT_NO_WORKERS = 3
 EXIT_LATE = 4
+TALLY_TIMEOUT_S = 60.0
 
 
 def _master(args: argparse.Namespace) -> int:
@@ -35,6 +48,7 @@ def _master(args: argparse.Namespace) -> int:
     runner = env.create_master_runner(master_bind_host=args.bind, master_bind_port=args.port)
     rows: list[list[Any]] = []
     done: dict[int, dict[str, Any]] = {}
+    tallies: dict[int, dict[str, Any]] = {}
 
     def on_rows(environment: Any, msg: Any, **_: Any) -> None:
         rows.extend(msg.data["rows"])
@@ -42,8 +56,12 @@ def _master(args: argparse.Namespace) -> int:
     def on_done(environment: Any, msg: Any, **_: Any) -> None:
         done[int(msg.data["index"])] = msg.data
 
+    def on_tally(environment: Any, msg: Any, **_: Any) -> None:
+        tallies[int(msg.data["index"])] = msg.data
+
     runner.register_message(ROWS_MESSAGE, on_rows)
     runner.register_message(DONE_MESSAGE, on_done)
+    runner.register_message(TALLY_MESSAGE, on_tally)
     csv_writer = csv_greenlet = None
     if spec.get("csv_prefix"):
         from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
@@ -67,17 +85,25 @@ def _master(args: argparse.Namespace) -> int:
     t0 = time.time() + float(spec.get("start_delay_s", 1.0))
     payloads = [[base64.b64decode(b), ct] for b, ct in spec["payloads"]]
     runner.send_message(PLAN_MESSAGE, {
-        "plans": plans, "t0": t0, "url": spec["url"], "payloads": payloads,
-        "headers": spec.get("headers") or {}, "method": spec.get("method", "POST"),
-        "timeout_s": spec["timeout_s"],
-        "time_limit_s": spec["time_limit_s"], "report_to_locust": bool(csv_writer),
+        "plans": plans, "t0": t0, "target": spec["target"], "payloads": payloads,
+        "timeout_s": spec["timeout_s"], "time_limit_s": spec["time_limit_s"],
+        "late_threshold_s": spec["late_threshold_s"], "records": bool(spec["records"]),
+        "report_to_locust": bool(csv_writer),
         "request_name": spec.get("request_name", "servebench")})
     runner.start(expected, spawn_rate=max(expected, 100))
     finish_by = (time.monotonic() + (t0 - time.time()) + float(spec["time_limit_s"])
                  + float(spec["timeout_s"]) + 10.0)
     while len(done) < expected and time.monotonic() < finish_by:
         gevent.sleep(0.05)
-    gevent.sleep(0.2)  # rows sent just before a done message are already in
+    window = total = None
+    if len(done) == expected:
+        shape = spec["workload"]
+        window = window_of(shape["kind"], done.values(), warmup_s=float(shape["warmup_s"]),
+                           duration_s=shape["duration_s"])
+        total = _gather(runner, window, 0, tallies, expected)
+        if total is not None and not window.whole and total.in_window == 0:
+            window = fallback_window(done.values())  # nothing ok in the steady state
+            total = _gather(runner, window, 1, tallies, expected)
     if csv_writer is not None and csv_greenlet is not None:
         from locust.runners import WORKER_REPORT_INTERVAL
         from locust.stats import CSV_STATS_INTERVAL_SEC
@@ -88,12 +114,32 @@ def _master(args: argparse.Namespace) -> int:
         csv_greenlet.kill()
         csv_writer.close_files()
     out = {"t0": t0, "rows": rows, "done": {str(k): v for k, v in done.items()},
-           "expected": expected, "worker_indexes": indexes}
+           "expected": expected, "worker_indexes": indexes,
+           "window": None if window is None else [window.start_s, window.end_s, window.whole],
+           "tally": None if total is None else total.to_json()}
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, args.out)
     runner.quit()
-    return 0 if len(done) == expected else EXIT_LATE
+    return 0 if total is not None else EXIT_LATE
+
+
+def _gather(runner: Any, window: Window, round_: int, tallies: dict[int, dict[str, Any]],
+            expected: int) -> Tally | None:
+    """Every worker's tally over ``window``, added up; None when one did not come in time."""
+    tallies.clear()
+    runner.send_message(WINDOW_MESSAGE, {"window": [window.start_s, window.end_s,
+                                                    window.whole], "round": round_})
+    deadline = time.monotonic() + TALLY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        now = [t for t in tallies.values() if t["round"] == round_]
+        if len(now) >= expected:
+            total = Tally()
+            for t in now:
+                total.merge(Tally.from_json(t["tally"]))
+            return total
+        gevent.sleep(0.02)
+    return None
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -101,6 +147,7 @@ def _worker(args: argparse.Namespace) -> int:
     env = Environment(user_classes=[ServebenchUser])
     runner = env.create_worker_runner(host, int(port))
     runner.register_message(PLAN_MESSAGE, on_plan)
+    runner.register_message(WINDOW_MESSAGE, on_window)
     assert runner.greenlet is not None
     runner.greenlet.join()
     return 0

@@ -1,12 +1,17 @@
 """What runs inside a Locust worker: one ``ServebenchUser`` per worker executes that worker's
-share of the workload (``plan.WorkerPlan``) on gevent and ships every request's row to the master
-with Locust's messages. Importing this module imports Locust (and gevent's monkey-patching):
-only the driver's own master and worker processes do, never a pytest process.
+share of the workload (``plan.WorkerPlan``) on gevent and keeps its requests' records. When the
+share is done it tells the master (``DONE_MESSAGE``); the master answers with the run's
+measuring window (``WINDOW_MESSAGE``) and the worker ships its ``tally.Tally`` over it
+(``TALLY_MESSAGE``): histograms and counts, whatever the number of requests. Its records go too
+(``ROWS_MESSAGE``, in chunks, after the last request) only when the run asks for them.
+Importing this module imports Locust (and gevent's monkey-patching): only the driver's own
+master and worker processes do, never a pytest process.
 
 Rules kept from the in-process engine: a scheduled request is timed from its intended send time
 (a stalled server shows in the latency, however Locust paces users); an arrival that finds the
 in-flight bound full is dropped and counted (as k6 does), not delayed; every request has a total
-deadline; the run ends by its time limit whatever the target does.
+deadline; the run ends by its time limit whatever the target does; a request still out at the
+hard deadline is counted as cancelled.
 """
 
 from __future__ import annotations
@@ -20,26 +25,43 @@ import gevent.pool
 from locust import User, task
 from locust.exception import StopUser
 
+from ..records import Record
 from ..target import Payload, Reply
-from .client import KeepAliveClient
+from .client import Sender, sender_for
 from .plan import WorkerPlan
+from .tally import Window, finish_info, row_of, tally
 
 ROWS_MESSAGE = "servebench_rows"
 DONE_MESSAGE = "servebench_done"
 PLAN_MESSAGE = "servebench_plan"
-FLUSH_S = 0.5
+WINDOW_MESSAGE = "servebench_window"
+TALLY_MESSAGE = "servebench_tally"
+ROWS_PER_MESSAGE = 5000
 _SPIN_S = 0.0015
 _DETAIL = 200
 
-# One worker process serves one run: the plan arrives by message before the user starts.
+_NOT_SENT = Reply.failure("not_sent", "the run's time limit came first")
+_CANCELLED = Reply.failure("cancelled", "still outstanding at the run's hard deadline")
+
+# One worker process serves one run: the plan arrives by message before the user starts, and
+# the finished share stays here until the master has asked for its tally.
 _plan: dict[str, Any] = {}
 _plan_ready = gevent.event.Event()
+_finished: list[_Execution] = []
 
 
 def on_plan(environment: Any, msg: Any, **_: Any) -> None:
     _plan.clear()
     _plan.update(msg.data)
     _plan_ready.set()
+
+
+def on_window(environment: Any, msg: Any, **_: Any) -> None:
+    """The master's window: ship this worker's tally over it (in a greenlet of its own, so
+    that the worker's message loop keeps answering)."""
+    if _finished:
+        gevent.spawn(_finished[-1].send_tally, Window(*msg.data["window"]),
+                     int(msg.data["round"]))
 
 
 class _Execution:
@@ -52,15 +74,15 @@ class _Execution:
         self.payloads = [Payload(bytes(b), str(ct)) for b, ct in spec["payloads"]]
         self.timeout_s = float(spec["timeout_s"])
         self.time_limit_s = float(spec["time_limit_s"])
+        self.late_threshold_s = float(spec["late_threshold_s"])
+        self.ship_records = bool(spec.get("records"))
         self.report_to_locust = bool(spec.get("report_to_locust"))
         self.request_name = str(spec.get("request_name") or "servebench")
         # perf_counter() at the common start (a unix time, the same clock on every worker of
         # this machine; workers elsewhere need synchronised clocks)
         self.origin = time.perf_counter() - (time.time() - float(spec["t0"]))
-        self.http = KeepAliveClient(str(spec["url"]), headers=dict(spec.get("headers") or {}),
-                                    method=str(spec.get("method") or "POST"))
-        self.rows: list[list[Any]] = []
-        self.sent_rows = 0
+        self.sender: Sender = sender_for(spec["target"])
+        self.records: list[Record] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.first_out: float | None = None
@@ -74,50 +96,58 @@ class _Execution:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         sent = self.now()
         try:
-            reply = self.http.send(payload, timeout_s=self.timeout_s)
+            reply = self.sender.send(payload, timeout_s=self.timeout_s)
         except gevent.GreenletExit:  # the run's hard deadline: counted, as the engine does
-            self.rows.append([index, warmup, intended, sent, self.now(), False, "cancelled",
-                              None, "still outstanding at the run's hard deadline"])
+            self.records.append(Record(index, warmup, intended, sent, self.now(), _CANCELLED))
             raise
         except Exception as exc:  # the client broke its contract: count it, keep going
             reply = Reply.failure("client_error", f"{type(exc).__name__}: {exc}"[:_DETAIL])
         finally:
             self.in_flight -= 1
         done = self.now()
-        self.rows.append([index, warmup, intended, sent, done, reply.ok, reply.error,
-                          reply.status, (reply.detail or "")[:_DETAIL] or None])
+        self.records.append(Record(index, warmup, intended, sent, done, reply))
         if self.report_to_locust:  # Locust's own statistics (its CSV and UI), rounded by it
             self.environment.events.request.fire(
                 request_type="POST", name=self.request_name,
                 response_time=(done - intended) * 1000, response_length=0,
                 exception=None if reply.ok else RuntimeError(reply.error), context={})
 
-    def flush(self) -> None:
-        rows = self.rows[self.sent_rows:]
-        if rows:
-            self.sent_rows += len(rows)
-            self.environment.runner.send_message(ROWS_MESSAGE, {"index": self.index,
-                                                                "rows": rows})
-
-    def _flusher(self) -> None:
-        while True:
-            gevent.sleep(FLUSH_S)
-            self.flush()
-
     def run(self) -> None:
-        flusher = gevent.spawn(self._flusher)
         try:
             if self.plan.kind == "scheduled":
                 self._scheduled()
             else:
                 self._closed()
         finally:
-            flusher.kill()
-            self.http.close()
-        self.flush()
-        self.environment.runner.send_message(DONE_MESSAGE, {
-            "index": self.index, "rows": self.sent_rows, "max_in_flight": self.max_in_flight,
-            "first_out": self.first_out})
+            self.sender.close()
+        _finished.append(self)
+        runner = self.environment.runner
+        if self.ship_records:
+            rows = [row_of(r) for r in self.records]
+            for k in range(0, len(rows), ROWS_PER_MESSAGE):
+                runner.send_message(ROWS_MESSAGE, {"index": self.index,
+                                                   "rows": rows[k:k + ROWS_PER_MESSAGE]})
+                gevent.sleep(0)
+        runner.send_message(DONE_MESSAGE, {
+            "index": self.index, "records": len(self.records),
+            "max_in_flight": self.max_in_flight, "first_out": self.first_out,
+            **finish_info(self.records)})
+
+    def send_tally(self, window: Window, round_: int) -> None:
+        counted = tally(self.records, window, timeout_s=self.timeout_s,
+                        scheduled=self.plan.kind == "scheduled",
+                        late_threshold_s=self.late_threshold_s)
+        self.environment.runner.send_message(TALLY_MESSAGE, {
+            "index": self.index, "round": round_, "tally": counted.to_json()})
+
+    def wait_until(self, t: float) -> None:
+        """Return at ``t`` (seconds from the common start), as soon after it as gevent can:
+        its timers fire up to a millisecond late, so sleep to just short of it, then yield."""
+        delay = t - self.now()
+        if delay > _SPIN_S:
+            gevent.sleep(delay - _SPIN_S)
+        while self.now() < t:
+            gevent.sleep(0)
 
     def _scheduled(self) -> None:
         # raw greenlets: a Group's bookkeeping is 15 us of schedule lag per request here
@@ -133,20 +163,15 @@ class _Execution:
         stop_at = min(self.time_limit_s, (arrivals[-1][1] if arrivals else 0.0)
                       + self.timeout_s)
         for k, (index, intended, warmup) in enumerate(arrivals):
-            delay = intended - self.now()
-            if delay > _SPIN_S:  # gevent's timers fire up to a millisecond late: sleep to
-                gevent.sleep(delay - _SPIN_S)  # just short of the send time, then yield
-            while self.now() < intended:
-                gevent.sleep(0)
+            self.wait_until(intended)
             now = self.now()
             if now >= stop_at:
-                self.rows.extend([i, w, t, now, now, False, "not_sent",
-                                  None, "the run's time limit came first"]
-                                 for i, t, w in arrivals[k:])
+                self.records.extend(Record(i, w, t, now, now, _NOT_SENT)
+                                    for i, t, w in arrivals[k:])
                 break
             if self.in_flight >= self.plan.max_in_flight:
-                self.rows.append([index, warmup, intended, now, now, False, "dropped", None,
-                                  f"{self.plan.max_in_flight} requests already in flight"])
+                self.records.append(Record(index, warmup, intended, now, now, Reply.failure(
+                    "dropped", f"{self.plan.max_in_flight} requests already in flight")))
                 continue
             flying.add(gevent.spawn_raw(send, index, warmup, intended))
         hard = stop_at + self.timeout_s + 1.0
@@ -209,4 +234,5 @@ class ServebenchUser(User):
         raise StopUser()
 
 
-__all__ = ["DONE_MESSAGE", "PLAN_MESSAGE", "ROWS_MESSAGE", "ServebenchUser", "on_plan"]
+__all__ = ["DONE_MESSAGE", "PLAN_MESSAGE", "ROWS_MESSAGE", "TALLY_MESSAGE", "WINDOW_MESSAGE",
+           "ServebenchUser", "on_plan", "on_window"]

@@ -13,7 +13,7 @@ import pytest
 from pytest_servebench.backends.http import HttpTarget
 from pytest_servebench.backends.local.processes import tagged_processes
 from pytest_servebench.fixture import Servebench
-from pytest_servebench.locust_driver import DriverError, run_locust
+from pytest_servebench.locust_driver import DriverError, run_locust, run_locust_result
 from pytest_servebench.settings import Settings
 from pytest_servebench.target import Payload
 from pytest_servebench.workloads import ClosedLoop, OpenLoop
@@ -105,12 +105,12 @@ def test_workers_that_never_come_fail_fast_with_the_logs() -> None:
 
 def test_a_target_without_a_url_is_refused_before_anything_starts() -> None:
     class NoUrl:
-        name = "lambda:f"
+        name = "queue:f"
 
         def describe(self) -> dict[str, str]:
             return {}
 
-    with pytest.raises(DriverError, match="sends HTTP requests to a URL"):
+    with pytest.raises(DriverError, match="Lambda's Invoke API; queue:f has neither"):
         run_locust(NoUrl(), OpenLoop(rate=1, duration=1), [Payload(b"x")],  # type: ignore[arg-type]
                    workers=1, timeout_s=1, time_limit_s=1)
 
@@ -123,3 +123,17 @@ def test_bad_driver_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         Settings(locust_master="nohost")
     assert os.environ.get("SERVEBENCH_PROVIDER") is None
+
+
+def test_by_default_workers_ship_tallies_not_records() -> None:
+    workload = OpenLoop(rate=200, duration=1.5, seed=6)
+    with LoopbackServer(Behaviour(delay_s=0.001)) as srv:
+        result = run_locust_result(HttpTarget(srv.url), workload, [Payload(b"x")], workers=2,
+                                   timeout_s=5, time_limit_s=30)
+        assert srv.requests == len(workload.schedule())
+    assert result.records == () and result.count == len(workload.schedule())
+    assert result.success_ratio == 1.0 and result.schedule_lag is not None
+    assert 0.001 < result.p50.value < 0.05 and result.p50.bounded
+    assert result.throughput == pytest.approx(200, rel=0.2)
+    assert result.target_profile["url"] == srv.url
+    assert _no_driver_processes()
