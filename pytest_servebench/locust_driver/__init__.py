@@ -28,14 +28,20 @@ worker times its share from the run's common start.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import math
 import os
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..progress import ProgressCallback, Snapshot
 from ..records import CompletesRecordings, Recording, closed_window
 from ..result import Result, summarize
 from ..settings import LATE_THRESHOLD_S, MAX_LATE_SHARE
@@ -48,6 +54,65 @@ from .tally import Tally, Window, record_of, result_from, window_of
 
 _RUNNER = "pytest_servebench.locust_driver.runner"
 START_TIMEOUT_S = 60.0
+# The master rewrites its status file four times a second; one left unchanged this long is a
+# hung master (a blocking call in its event loop, a stopped process), ended with its logs
+# instead of at the run's outer bound (which the run's time limit sets: 10 minutes by default).
+HANG_S = 30.0
+WATCH_S = 0.25
+
+
+def _watch(master: Any, status: Path, *, bound_s: float,
+           progress: ProgressCallback | None) -> tuple[int | None, bool]:
+    """Wait for the master: (its exit status or None, whether it hung). Each new status goes
+    to ``progress`` as a ``Snapshot`` once the run has begun, and a final one at the end."""
+    start = last_change = time.monotonic()
+    seen = None
+    while True:
+        try:
+            code: int | None = master.wait(timeout=WATCH_S)
+            break
+        except subprocess.TimeoutExpired:
+            code = None
+        now = time.monotonic()
+        data = _read_status(status)
+        if data is not None and data.get("beat") != seen:
+            seen, last_change = data.get("beat"), now
+            snap = _snapshot(data)
+            if snap is not None:
+                _show(progress, snap)
+        if now - last_change > HANG_S:
+            return None, True
+        if now - start > bound_s:
+            return None, False
+    data = _read_status(status)  # the master's last word: the run's final counts
+    snap = None if data is None else _snapshot(data)
+    if snap is not None and code == 0:
+        _show(progress, replace(snap, final=True))
+    return code, False
+
+
+def _read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def _snapshot(data: dict[str, Any]) -> Snapshot | None:
+    """A status as a progress snapshot; None before the run's common start."""
+    if data.get("elapsed_s") is None or data["elapsed_s"] < 0:
+        return None
+    p50 = data.get("p50_s")
+    return Snapshot(float(data["elapsed_s"]), int(data["sent"]), int(data["done"]),
+                    int(data["errors"]), math.nan if p50 is None else float(p50))
+
+
+def _show(progress: ProgressCallback | None, snap: Snapshot) -> None:
+    if progress is None:
+        return
+    with contextlib.suppress(Exception):  # a broken display must not break the measurement
+        progress(snap)
 
 
 class DriverError(RuntimeError):
@@ -95,14 +160,16 @@ def run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload
                master_bind: str = "127.0.0.1", master_port: int | None = None,
                local_workers: int | None = None, csv_prefix: str | None = None,
                start_timeout_s: float = START_TIMEOUT_S,
-               late_threshold_s: float = LATE_THRESHOLD_S) -> Recording:
+               late_threshold_s: float = LATE_THRESHOLD_S,
+               progress: ProgressCallback | None = None) -> Recording:
     """Run ``workload`` on a Locust master and ``workers`` workers and return every request's
-    record as the engine's ``Recording``; see the module's text."""
+    record as the engine's ``Recording``; see the module's text. ``progress`` is handed a
+    ``progress.Snapshot`` a few times a second while it runs, as the engine's is."""
     data = _drive(target, workload, payloads, workers=workers, timeout_s=timeout_s,
                   time_limit_s=time_limit_s, master_bind=master_bind, master_port=master_port,
                   local_workers=local_workers, csv_prefix=csv_prefix,
                   start_timeout_s=start_timeout_s, late_threshold_s=late_threshold_s,
-                  records=True)
+                  records=True, progress=progress)
     return recording_from(data, workload)
 
 
@@ -114,16 +181,18 @@ def run_locust_result(target: Target, workload: AnyWorkload, payloads: Sequence[
                       max_late_share: float = MAX_LATE_SHARE, master_bind: str = "127.0.0.1",
                       master_port: int | None = None, local_workers: int | None = None,
                       csv_prefix: str | None = None,
-                      start_timeout_s: float = START_TIMEOUT_S) -> Result:
+                      start_timeout_s: float = START_TIMEOUT_S,
+                      progress: ProgressCallback | None = None) -> Result:
     """Run ``workload`` on a Locust master and ``workers`` workers and return its ``Result``:
     from the workers' histograms and counts, or from every request's record with
     ``records=True`` (then kept in ``result.records``, and completed by the target when it
-    can fill in what its replies lacked). See the module's text."""
+    can fill in what its replies lacked). ``progress``: as ``run_locust``'s. See the module's
+    text."""
     data = _drive(target, workload, payloads, workers=workers, timeout_s=timeout_s,
                   time_limit_s=time_limit_s, master_bind=master_bind, master_port=master_port,
                   local_workers=local_workers, csv_prefix=csv_prefix,
                   start_timeout_s=start_timeout_s, late_threshold_s=late_threshold_s,
-                  records=records)
+                  records=records, progress=progress)
     described: dict[str, Any] = {
         "target": target.name, "target_profile": target.describe(),
         "workload": {"str": str(workload), **workload.describe()},
@@ -146,7 +215,8 @@ def run_locust_result(target: Target, workload: AnyWorkload, payloads: Sequence[
 def _drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *,
            workers: int, timeout_s: float, time_limit_s: float, master_bind: str,
            master_port: int | None, local_workers: int | None, csv_prefix: str | None,
-           start_timeout_s: float, late_threshold_s: float, records: bool) -> dict[str, Any]:
+           start_timeout_s: float, late_threshold_s: float, records: bool,
+           progress: ProgressCallback | None = None) -> dict[str, Any]:
     """The master's output (see ``runner``): the workers' added tally and window, and their
     records when asked for."""
     from ..backends.local.processes import (
@@ -187,7 +257,8 @@ def _drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *
         python = sys.executable
         master_log = workdir / "master.log"
         master = spawn([python, "-m", _RUNNER, "master", "--spec", str(workdir / "spec.json"),
-                        "--out", str(out), "--bind", master_bind, "--port", str(port)],
+                        "--out", str(out), "--bind", master_bind, "--port", str(port),
+                        "--status", str(workdir / "status.json")],
                        env=env, owner=owner, log=master_log)
         procs.append(("master", master, master_log))
         connect = "127.0.0.1" if master_bind in ("0.0.0.0", "*") else master_bind
@@ -197,15 +268,16 @@ def _drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *
                          env=env, owner=owner, log=log)
             procs.append((f"worker {k}", proc, log))
         bound = start_timeout_s + time_limit_s + timeout_s + 30.0
-        try:
-            code = master.wait(timeout=bound)
-        except Exception:
-            code = None
+        code, hung = _watch(master, workdir / "status.json", bound_s=bound,
+                            progress=progress)
 
         def logs() -> str:
             return "\n".join(f"--- {name} ({log.name}) ---\n{log_tail(log, lines=15)}"
                              for name, _, log in procs)
 
+        if hung:
+            raise DriverError(f"the Locust master stopped answering: its status went "
+                              f"unchanged for {HANG_S:g} s\n{logs()}")
         if code is None:
             raise DriverError(f"the Locust master did not finish within {bound:g} s\n{logs()}")
         if code != 0 or not out.exists():

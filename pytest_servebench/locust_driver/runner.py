@@ -24,10 +24,12 @@ import gevent
 import locust  # noqa: F401  (its import monkey-patches the standard library with gevent)
 from locust.env import Environment
 
+from ..histogram import LatencyHistogram
 from .tally import Tally, Window, fallback_window, window_of
 from .user import (
     DONE_MESSAGE,
     PLAN_MESSAGE,
+    PROGRESS_MESSAGE,
     ROWS_MESSAGE,
     TALLY_MESSAGE,
     WINDOW_MESSAGE,
@@ -39,6 +41,46 @@ from .user import (
 EXIT_NO_WORKERS = 3
 EXIT_LATE = 4
 TALLY_TIMEOUT_S = 60.0
+BEAT_S = 0.25
+
+
+class _Status:
+    """The master's sign of life and the run so far, rewritten every ``BEAT_S`` into
+    ``--status`` (JSON, replaced whole): the parent process shows it as progress, and takes a
+    file that stops changing for a master that hangs."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.beat = 0
+        self.phase = "starting"
+        self.t0: float | None = None
+        self.workers: dict[int, dict[str, Any]] = {}
+        self.latencies = LatencyHistogram()
+
+    def on_progress(self, environment: Any, msg: Any, **_: Any) -> None:
+        self.workers[int(msg.data["index"])] = msg.data
+        for x in msg.data["latencies_s"]:
+            self.latencies.record(max(0.0, float(x)))
+
+    def write(self) -> None:
+        if self.path is None:
+            return
+        self.beat += 1
+        ws = self.workers.values()
+        data = {"beat": self.beat, "phase": self.phase,
+                "elapsed_s": None if self.t0 is None else time.time() - self.t0,
+                "sent": sum(int(w["sent"]) for w in ws),
+                "done": sum(int(w["done"]) for w in ws),
+                "errors": sum(int(w["errors"]) for w in ws),
+                "p50_s": self.latencies.quantile(0.5) if self.latencies.count else None}
+        tmp = Path(self.path + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.path)
+
+    def loop(self) -> None:
+        while True:
+            self.write()
+            gevent.sleep(BEAT_S)
 
 
 def _master(args: argparse.Namespace) -> int:
@@ -62,6 +104,9 @@ def _master(args: argparse.Namespace) -> int:
     runner.register_message(ROWS_MESSAGE, on_rows)
     runner.register_message(DONE_MESSAGE, on_done)
     runner.register_message(TALLY_MESSAGE, on_tally)
+    status = _Status(args.status)
+    runner.register_message(PROGRESS_MESSAGE, status.on_progress)
+    beating = gevent.spawn(status.loop)
     csv_writer = csv_greenlet = None
     if spec.get("csv_prefix"):
         from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
@@ -88,14 +133,17 @@ def _master(args: argparse.Namespace) -> int:
         "plans": plans, "t0": t0, "target": spec["target"], "payloads": payloads,
         "timeout_s": spec["timeout_s"], "time_limit_s": spec["time_limit_s"],
         "late_threshold_s": spec["late_threshold_s"], "records": bool(spec["records"]),
+        "progress": args.status is not None,
         "report_to_locust": bool(csv_writer),
         "request_name": spec.get("request_name", "servebench")})
     runner.start(expected, spawn_rate=max(expected, 100))
+    status.phase, status.t0 = "running", t0
     finish_by = (time.monotonic() + (t0 - time.time()) + float(spec["time_limit_s"])
                  + float(spec["timeout_s"]) + 10.0)
     while len(done) < expected and time.monotonic() < finish_by:
         gevent.sleep(0.05)
     window = total = None
+    status.phase = "tallying"
     if len(done) == expected:
         shape = spec["workload"]
         window = window_of(shape["kind"], done.values(), warmup_s=float(shape["warmup_s"]),
@@ -117,9 +165,12 @@ def _master(args: argparse.Namespace) -> int:
            "expected": expected, "worker_indexes": indexes,
            "window": None if window is None else [window.start_s, window.end_s, window.whole],
            "tally": None if total is None else total.to_json()}
+    status.phase = "writing"
+    status.write()
     tmp = Path(args.out + ".tmp")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, args.out)
+    beating.kill()
     runner.quit()
     return 0 if total is not None else EXIT_LATE
 
@@ -161,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     master.add_argument("--out", required=True)
     master.add_argument("--bind", default="127.0.0.1")
     master.add_argument("--port", type=int, required=True)
+    master.add_argument("--status", default=None, help="where to keep the run's status")
     worker = sub.add_parser("worker")
     worker.add_argument("--master", required=True, help="HOST:PORT")
     args = parser.parse_args(argv)

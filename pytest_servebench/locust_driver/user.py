@@ -36,6 +36,9 @@ DONE_MESSAGE = "servebench_done"
 PLAN_MESSAGE = "servebench_plan"
 WINDOW_MESSAGE = "servebench_window"
 TALLY_MESSAGE = "servebench_tally"
+PROGRESS_MESSAGE = "servebench_progress"
+PROGRESS_INTERVAL_S = 0.25
+_P50_SAMPLE = 200  # successful latencies per progress message, at most
 ROWS_PER_MESSAGE = 5000
 _SPIN_S = 0.0015
 _DETAIL = 200
@@ -76,6 +79,7 @@ class _Execution:
         self.time_limit_s = float(spec["time_limit_s"])
         self.late_threshold_s = float(spec["late_threshold_s"])
         self.ship_records = bool(spec.get("records"))
+        self.show_progress = bool(spec.get("progress"))
         self.report_to_locust = bool(spec.get("report_to_locust"))
         self.request_name = str(spec.get("request_name") or "servebench")
         # perf_counter() at the common start (a unix time, the same clock on every worker of
@@ -86,6 +90,7 @@ class _Execution:
         self.in_flight = 0
         self.max_in_flight = 0
         self.first_out: float | None = None
+        self.progress_seen = self.progress_errors = 0
 
     def now(self) -> float:
         return time.perf_counter() - self.origin
@@ -112,7 +117,25 @@ class _Execution:
                 response_time=(done - intended) * 1000, response_length=0,
                 exception=None if reply.ok else RuntimeError(reply.error), context={})
 
+    def _progress(self) -> None:
+        while True:
+            gevent.sleep(PROGRESS_INTERVAL_S)
+            self.send_progress()
+
+    def send_progress(self) -> None:
+        """The run so far, for the master's progress line: counts, and a sample of the
+        latencies of the replies since the last message (never a message per request)."""
+        new = self.records[self.progress_seen:]
+        self.progress_seen += len(new)
+        self.progress_errors += sum(1 for r in new if not r.reply.ok)
+        step = max(1, len(new) // _P50_SAMPLE)
+        self.environment.runner.send_message(PROGRESS_MESSAGE, {
+            "index": self.index, "sent": self.progress_seen + self.in_flight,
+            "done": self.progress_seen, "errors": self.progress_errors,
+            "latencies_s": [r.latency_s for r in new[::step] if r.reply.ok]})
+
     def run(self) -> None:
+        ticker = gevent.spawn(self._progress) if self.show_progress else None
         try:
             if self.plan.kind == "scheduled":
                 self._scheduled()
@@ -120,7 +143,11 @@ class _Execution:
                 self._closed()
         finally:
             self.sender.close()
+            if ticker is not None:
+                ticker.kill()
         _finished.append(self)
+        if self.show_progress:
+            self.send_progress()  # the final counts
         runner = self.environment.runner
         if self.ship_records:
             rows = [row_of(r) for r in self.records]
@@ -234,5 +261,5 @@ class ServebenchUser(User):
         raise StopUser()
 
 
-__all__ = ["DONE_MESSAGE", "PLAN_MESSAGE", "ROWS_MESSAGE", "TALLY_MESSAGE", "WINDOW_MESSAGE",
-           "ServebenchUser", "on_plan", "on_window"]
+__all__ = ["DONE_MESSAGE", "PLAN_MESSAGE", "PROGRESS_MESSAGE", "ROWS_MESSAGE", "TALLY_MESSAGE",
+           "WINDOW_MESSAGE", "ServebenchUser", "on_plan", "on_window"]

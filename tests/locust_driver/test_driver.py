@@ -137,3 +137,32 @@ def test_by_default_workers_ship_tallies_not_records() -> None:
     assert result.throughput == pytest.approx(200, rel=0.2)
     assert result.target_profile["url"] == srv.url
     assert _no_driver_processes()
+
+
+def test_progress_comes_from_the_workers_while_the_run_goes() -> None:
+    from pytest_servebench.progress import Snapshot
+
+    shown: list[Snapshot] = []
+    workload = OpenLoop(rate=100, duration=2.5, seed=3)
+    with LoopbackServer(Behaviour(delay_s=0.002)) as srv:
+        result = run_locust_result(HttpTarget(srv.url), workload, [Payload(b"x")], workers=2,
+                                   timeout_s=5, time_limit_s=30, progress=shown.append)
+    assert len(shown) >= 5 and shown[-1].final and not any(s.final for s in shown[:-1])
+    done = [s.done for s in shown]
+    assert done == sorted(done) and 0 < done[0] < done[-1] == result.count
+    assert all(s.sent >= s.done for s in shown) and shown[-1].errors == 0
+    assert 0.001 < shown[-1].p50_s < 0.05
+
+
+def test_a_master_that_hangs_is_ended_within_the_hang_bound_with_its_logs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pytest_servebench.locust_driver as driver
+
+    monkeypatch.setattr(driver, "_RUNNER", "tests.locust_driver.hang")
+    monkeypatch.setattr(driver, "HANG_S", 2.0)
+    t0 = time.monotonic()
+    with LoopbackServer() as srv, pytest.raises(DriverError, match="stopped answering"):
+        run_locust_result(HttpTarget(srv.url), OpenLoop(rate=10, duration=1), [Payload(b"x")],
+                          workers=2, timeout_s=30, time_limit_s=600)
+    assert time.monotonic() - t0 < 15  # not the 690 s outer bound
+    assert not any("tests.locust_driver.hang" in _cmdline(pid) for pid in tagged_processes())
