@@ -177,33 +177,47 @@ class _Execution:
             gevent.sleep(0)
 
     def _scheduled(self) -> None:
-        # raw greenlets: a Group's bookkeeping is 15 us of schedule lag per request here
-        flying: set[Any] = set()
-
-        def send(index: int, warmup: bool, intended: float) -> None:
-            try:
-                self.one(index, warmup, intended)
-            finally:
-                flying.discard(gevent.getcurrent())
-
+        """The schedule is relayed from greenlet to greenlet: each waits for its arrival,
+        hands the rest of the schedule to a new (raw) greenlet and sends its own request at
+        once, so no switch stands between a request's time and its send (a dispatcher that
+        spawned a sender per arrival added one, about 12 us of schedule lag here)."""
         arrivals = self.plan.arrivals
         stop_at = min(self.time_limit_s, (arrivals[-1][1] if arrivals else 0.0)
                       + self.timeout_s)
-        for k, (index, intended, warmup) in enumerate(arrivals):
-            self.wait_until(intended)
-            now = self.now()
-            if now >= stop_at:
-                self.records.extend(Record(i, w, t, now, now, _NOT_SENT)
-                                    for i, t, w in arrivals[k:])
-                break
-            if self.in_flight >= self.plan.max_in_flight:
-                self.records.append(Record(index, warmup, intended, now, now, Reply.failure(
-                    "dropped", f"{self.plan.max_in_flight} requests already in flight")))
-                continue
-            flying.add(gevent.spawn_raw(send, index, warmup, intended))
+        flying: set[Any] = set()
+        all_done = gevent.event.Event()
+
+        def relay(k: int) -> None:
+            try:
+                while k < len(arrivals):
+                    index, intended, warmup = arrivals[k]
+                    self.wait_until(intended)
+                    now = self.now()
+                    if now >= stop_at:
+                        self.records.extend(Record(i, w, t, now, now, _NOT_SENT)
+                                            for i, t, w in arrivals[k:])
+                        return
+                    if self.in_flight >= self.plan.max_in_flight:
+                        self.records.append(Record(
+                            index, warmup, intended, now, now, Reply.failure(
+                                "dropped",
+                                f"{self.plan.max_in_flight} requests already in flight")))
+                        k += 1
+                        continue
+                    if k + 1 < len(arrivals):
+                        flying.add(gevent.spawn_raw(relay, k + 1))
+                    self.one(index, warmup, intended)
+                    return
+            finally:
+                flying.discard(gevent.getcurrent())
+                if not flying:
+                    all_done.set()
+
+        if not arrivals:
+            return
+        flying.add(gevent.spawn_raw(relay, 0))
         hard = stop_at + self.timeout_s + 1.0
-        while flying and self.now() < hard:
-            gevent.sleep(0.005)
+        all_done.wait(timeout=max(0.0, hard - self.now()))
         gevent.killall(list(flying), block=True, timeout=5)
 
     def _closed(self) -> None:

@@ -166,3 +166,14 @@ def test_a_master_that_hangs_is_ended_within_the_hang_bound_with_its_logs(
                           workers=2, timeout_s=30, time_limit_s=600)
     assert time.monotonic() - t0 < 15  # not the 690 s outer bound
     assert not any("tests.locust_driver.hang" in _cmdline(pid) for pid in tagged_processes())
+
+
+def test_arrivals_beyond_the_in_flight_bound_are_dropped_and_counted() -> None:
+    workload = OpenLoop(rate=100, duration=1, seed=8, max_in_flight=2)
+    with LoopbackServer(Behaviour(delay_s=0.2)) as srv:
+        result = run_locust_result(HttpTarget(srv.url), workload, [Payload(b"x")], workers=2,
+                                   timeout_s=5, time_limit_s=30)
+        assert srv.max_in_flight <= 2
+    assert result.count == len(workload.schedule())
+    assert set(result.errors) == {"dropped"} and result.errors["dropped"] > result.count / 2
+    assert result.ok_count == srv.requests
