@@ -19,15 +19,17 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 
+from .backends.base import Unsupported
+
 # The distributions whose ``onnxruntime`` module has the CUDA execution provider.
 CUDA_RUNTIMES = ("onnxruntime-gpu",)
 INSTALL_HINT = ("pip uninstall -y onnxruntime && pip install 'pytest-servebench[gpu]' (the CUDA "
                 "build of ONNX Runtime; the two builds share the module name)")
 
 
-class GpuUnavailable(RuntimeError):
+class GpuUnavailable(Unsupported):
     """A case asked for a GPU server and this machine cannot serve one; the message says why
-    (the suites skip with it)."""
+    (the test is reported as skipped with it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,14 @@ if TYPE_CHECKING:
     from ..target import Client
 
 
+class Unsupported(RuntimeError):
+    """What a backend cannot provide on this machine or against this endpoint, and why: a GPU
+    server without a GPU, a container-image function on an offline Lambda stand-in. Raised
+    before anything is left deployed; a test it ends is reported as skipped with its message
+    (the plugin's ``pytest_runtest_call``), not failed. Only for such limits of the place a
+    run happens, never for a fault of the code under test."""
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a backend can measure.
@@ -195,4 +203,4 @@ class ArtifactSource(Protocol):
 
 
 __all__ = ["ArtifactSource", "Backend", "Capabilities", "Limits", "ModelArtifact",
-           "RunningServer", "Sandboxes", "ServerLauncher", "ServerTarget"]
+           "RunningServer", "Sandboxes", "ServerLauncher", "ServerTarget", "Unsupported"]

@@ -234,11 +234,23 @@ class AwsBackend:
                   "ImageConfig": {"EntryPoint": ["python3", "-m", "awslambdaric"],
                                   "Command": [handler or default_handler()],
                                   "WorkingDirectory": "/var/task"}})
-        created = self._create_function(
-            FunctionName=fname, Role=self._role(), Code=code, MemorySize=memory_mb,
-            Timeout=int(timeout_s), Architectures=[arch], Environment={"Variables": env},
-            Tags=self.tags.as_dict(), Publish=provisioned_concurrency > 0,
-            Description=f"pytest-servebench {target}", **how)
+        try:
+            created = self._create_function(
+                FunctionName=fname, Role=self._role(), Code=code, MemorySize=memory_mb,
+                Timeout=int(timeout_s), Architectures=[arch], Environment={"Variables": env},
+                Tags=self.tags.as_dict(), Publish=provisioned_concurrency > 0,
+                Description=f"pytest-servebench {target}", **how)
+        except Exception as exc:
+            endpoint = str(self.client("lambda").meta.endpoint_url)
+            if (image is not None and not _is_aws(endpoint)
+                    and error_code(exc) == "InvalidParameterValueException"):
+                from ..base import Unsupported
+
+                raise Unsupported(
+                    f"{target}'s package is over Lambda's 250 MB unzipped, so it deploys as a "
+                    f"container image, which the Lambda endpoint here ({endpoint}, not AWS) "
+                    f"refused: {exc}") from None
+            raise
         fn = self.ledger.add(Resource("function", fname, str(created["FunctionArn"])))
         try:
             self._wait("function_active_v2", fname)
