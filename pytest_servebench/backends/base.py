@@ -47,12 +47,15 @@ class Capabilities:
     ``memory_limits``: a sandbox or server that passes its memory size is killed, as on the
     platform (a test of out-of-memory failures needs it). ``cpu_limits``: CPU is held to the
     shape's vCPU (a comparison of sizes needs it). ``limits`` says how, or why not, in words.
-    ``platforms``: what ``function`` (``lambda``) and ``server`` deploy."""
+    ``platforms``: what ``function`` (``lambda``) and ``server`` deploy. ``elastic``: each new
+    sandbox or task brings capacity of its own, as in the cloud (a finding that throughput
+    grows with users needs it); False where they all share one machine's cores."""
 
     platforms: tuple[str, ...]
     memory_limits: bool
     cpu_limits: bool
     limits: str
+    elastic: bool = False
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ class AwsBackend:
         if _is_aws(endpoint):
             return Capabilities(PLATFORMS, memory_limits=True, cpu_limits=True,
                                 limits="AWS: a function's memory size (CPU in proportion), a "
-                                       "server's instance type or task size")
+                                       "server's instance type or task size", elastic=True)
         return Capabilities(PLATFORMS, memory_limits=False, cpu_limits=False,
                             limits=f"{endpoint} is not AWS: its limits are its own")
 

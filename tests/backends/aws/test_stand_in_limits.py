@@ -49,3 +49,19 @@ def test_the_same_refusal_from_a_zip_function_is_an_error(
         with pytest.raises(botocore.exceptions.ClientError) as caught:
             backend.function("text_rf", memory_mb=512)
         assert not isinstance(caught.value, Unsupported)
+
+
+def test_only_aws_is_elastic(aws_env: Moto, monkeypatch: pytest.MonkeyPatch) -> None:
+    """003's finding that throughput grows with users needs the cloud: the pair on loopback
+    shares this machine's cores, and says so (no request is sent: capabilities() reads the
+    client's endpoint only)."""
+    with AwsBackend() as offline:
+        assert not offline.capabilities().elastic
+        assert "is not AWS" in offline.capabilities().limits
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_LAMBDA"):
+        monkeypatch.delenv(name, raising=False)
+    backend = AwsBackend()
+    try:
+        assert backend.capabilities().elastic
+    finally:
+        backend.close()
