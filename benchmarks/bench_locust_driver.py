@@ -10,8 +10,9 @@
 2. Capacity: closed loop, 16 connections, the no-op loopback server, for each of the in-process
    engine, the driver with 1 and 2 workers, and plain Locust (16 FastHttpUsers, no wait).
 3. Agreement at a rate all can carry (open loop 300 req/s; plain Locust paced at 300/s, its
-   exact response times kept by a listener): p50, p90 and p99 with their intervals, in rounds,
-   and the median p50 of each configuration over the rounds with its ratio to the engine's.
+   exact response times kept by a listener; and one worker sending a 2-worker share, 150/s):
+   p50, p90 and p99 with their intervals, in rounds, and the median p50 of each configuration
+   over the rounds with its ratio to the engine's.
 
 Client and server share this machine's cores: figures are ratios within one run. The server runs
 in a process of its own (``python -m tests.loopback``), so that no client shares its interpreter
@@ -177,14 +178,20 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
     print(f"\n## Agreement: 300 req/s for {seconds:g} s, no-op loopback server, "
           f"{repeats} round(s); ms, [95% interval]")
     workload = OpenLoop(rate=300, duration=seconds, seed=3)
+    # one worker's share of the 2-worker run, sent by a single worker: the same rate per
+    # sending process, to tell what the second worker costs from what a sparser stream costs
+    share = OpenLoop(rate=150, duration=seconds, seed=3)
     configs = (("in-process engine", "inprocess", 1), ("locust driver, 1 worker", "locust", 1),
-               ("locust driver, 2 workers", "locust", 2), ("plain Locust (FastHttpUser)", "", 3))
+               ("locust driver, 2 workers", "locust", 2),
+               ("1 worker at 150/s (a share)", "locust", 1),
+               ("plain Locust (FastHttpUser)", "", 3))
     p50s: dict[str, list[float]] = {label: [] for label, _, _ in configs}
     for k in range(repeats):
         for label, driver, workers in configs:
             with served() as url:
                 if driver:
-                    r = ours(url, workload, driver=driver, workers=workers)
+                    r = ours(url, share if "150/s" in label else workload, driver=driver,
+                             workers=workers)
                     n, sent = r.count, r.count
                     p50, p90, p99 = r.p50, r.metric("p90"), r.p99
                     lag = r.schedule_lag

@@ -92,6 +92,8 @@ class LoopbackServer:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:  # the server stopping with a request held: no traceback
+            pass
         finally:
             writer.close()
 
