@@ -82,3 +82,27 @@ def test_server_cases_of_a_study_are_provisioned_through_the_control_plane(
         assert profile["usd_per_hour"] > 0 and "address_note" in profile, profile
     assert _nothing_left() == []
 
+
+
+def test_the_whole_main_job_runs_on_the_aws_backend(
+        loopback_servers: Moto, lambda_platform: Any, sagemaker_runtime: Any,
+        tmp_path: Path) -> None:
+    """``pytest suites/ --servebench-backend=aws``, every study at once, as a user runs it:
+    control plane moto, functions on the local Lambda platform, servers on loopback stand-ins,
+    SageMaker through the SigV4-checking runtime. What the stand-ins cannot run (container-image
+    functions, a GPU here) is skipped with its reason, never failed; nothing is left after."""
+    text = _suites(["suites/"], tmp_path)
+    assert re.search(r"\d+ passed", text), text
+    profiles = _measured(tmp_path)
+    by_platform: dict[str, list[dict[str, Any]]] = {}
+    for p in profiles:
+        by_platform.setdefault(str(p.get("platform", "lambda")), []).append(p)
+    # 000: c5.large, t4g.medium x3 concurrencies; 001: t2.small; 003: 3 sizes x 3 users;
+    # 004: ml.c5.2xlarge x3 workloads; and the functions of every study.
+    assert len(by_platform.get("ec2", [])) >= 7, sorted(by_platform)
+    assert len(by_platform.get("fargate", [])) >= 9, sorted(by_platform)
+    assert len(by_platform.get("sagemaker", [])) >= 3, sorted(by_platform)
+    assert all(p["backend"] == "aws" for p in profiles)
+    assert any("memory_mb" in p for p in profiles)  # functions measured too
+    assert "container image" in text and "not AWS" in text  # the refusal said as a skip
+    assert _nothing_left() == []
