@@ -1,6 +1,7 @@
 """The Locust driver (issue #20) side by side with the in-process engine and plain Locust.
 
-    python3 benchmarks/bench_locust_driver.py [--seconds 20] [--capacity-seconds 5]
+    python3 benchmarks/bench_locust_driver.py [--seconds 20] [--capacity-seconds 5] [--rounds 3]
+        [--only omission|capacity|agreement|tallies|functions]
 
 1. Coordinated omission: a loopback server that holds every request arriving in the first second
    of every five, driven open loop at 200 req/s. Analytic truth: 20% of requests wait a uniform
@@ -13,6 +14,8 @@
    exact response times kept by a listener; and one worker sending a 2-worker share, 150/s):
    p50, p90 and p99 with their intervals, in rounds, and the median p50 of each configuration
    over the rounds with its ratio to the engine's.
+4. Tallies against records: one 2-worker run shipping both; the Result read from each.
+5. A function on the local Lambda platform, in process and through the driver.
 
 Client and server share this machine's cores: figures are ratios within one run. The server runs
 in a process of its own (``python -m tests.loopback``), so that no client shares its interpreter
@@ -215,11 +218,81 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
         print(f"    {label:<28} {med * 1000:6.3f} ms  x{med / base:.2f}")
 
 
+def tallies(seconds: float) -> None:
+    """One 2-worker run that ships both its tallies and its records: the Result read from
+    each, and what each weighs on the wire."""
+    from pytest_servebench.locust_driver import _drive, recording_from
+    from pytest_servebench.locust_driver.tally import Tally, Window, result_from
+    from pytest_servebench.result import summarize
+    from pytest_servebench.target import Payload
+
+    print(f"\n## Tallies against records: one run, 2 workers, 1000 req/s for {seconds:g} s, "
+          "loopback server with 1 ms of service")
+    workload = OpenLoop(rate=1000, duration=seconds, seed=4)
+    with served(Behaviour(delay_s=0.001)) as url:
+        data = _drive(HttpTarget(url), workload, [Payload(b"x")], workers=2, timeout_s=10,
+                      time_limit_s=300, master_bind="127.0.0.1", master_port=None,
+                      local_workers=None, csv_prefix=None, start_timeout_s=60,
+                      late_threshold_s=0.005, records=True)
+    done = list(data["done"].values())
+    merged = result_from(Tally.from_json(data["tally"]), Window(*data["window"]), target="t",
+                         target_profile={}, workload={}, scheduled=True,
+                         started_unix_s=data["t0"], wall_s=max(d["wall_s"] for d in done),
+                         max_in_flight=0, timeout_s=10)
+    exact = summarize(recording_from(data, workload), target="t", target_profile={},
+                      workload={}, timeout_s=10)
+    print(f"  n {merged.count} (records {exact.count}); throughput {merged.throughput:.2f} "
+          f"and {exact.throughput:.2f}/s; per-interval counts equal: "
+          f"{merged.throughput_bins == exact.throughput_bins}")
+    for name in ("p50", "p90", "p99", "p99.9", "mean"):
+        m, e = merged.metric(name), exact.metric(name)
+        print(f"  {name:6} tallies {_interval(m)}  records {_interval(e)}  "
+              f"differ by {abs(m.value - e.value) / e.value:.2%}")
+    print(f"  on the wire: tallies {len(json.dumps(data['tally'])):,} bytes, records "
+          f"{len(json.dumps(data['rows'])):,} bytes")
+
+
+def functions(seconds: float) -> None:
+    """A function on the local Lambda platform (the tests' echo handler, 256 MB), in process
+    and through the driver: Invoke API, SigV4, LogType=Tail, REPORT lines."""
+    from pytest_servebench.backends.local.functions import ProcessLauncher
+    from pytest_servebench.backends.local.processes import new_owner
+    from pytest_servebench.backends.local.shaping import Shaper
+    from pytest_servebench.functions.api import PlatformServer
+    from pytest_servebench.functions.client import FunctionTarget
+    from pytest_servebench.functions.platform import FunctionConfig
+
+    print(f"\n## A function on the local platform: open loop 50/s for {seconds:g} s after 1 s "
+          "of warm-up (its cold starts)")
+    owner, shaper = new_owner(), Shaper()
+    event = {"n": 1}
+    with PlatformServer(lambda: ProcessLauncher(owner=owner, shaper=shaper),
+                        reap_interval_s=0.1) as srv:
+        srv.deploy(FunctionConfig(name="bench-echo", handler="tests.functions.handlers.echo",
+                                  memory_mb=256, keep_alive_s=300,
+                                  environment={"PYTHONPATH": str(ROOT)}))
+        target = FunctionTarget(srv.endpoint_url, "bench-echo", name="lambda:bench-echo",
+                                credentials=srv.credentials)
+        workload = OpenLoop(rate=50, duration=seconds, seed=2, warmup=1)
+        for label, driver, workers in (("in-process engine", "inprocess", 1),
+                                       ("locust driver, 1 worker", "locust", 1),
+                                       ("locust driver, 2 workers", "locust", 2),
+                                       ("in-process engine again", "inprocess", 1)):
+            bench = Servebench(target=target, settings=Settings(driver=driver, workers=workers,
+                                                                timeout_s=30))
+            r = bench.run(workload, payload=event)
+            billed = r.billed_durations_s
+            print(f"  {label:<26} n {r.count} ok {r.success_ratio:.3f}  p50 {_interval(r.p50)}"
+                  f"  p99 {_interval(r.p99)}  billed mean "
+                  f"{sum(billed) / max(1, len(billed)) * 1000:.2f} ms ({len(billed)} reports)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--capacity-seconds", type=float, default=5.0)
-    parser.add_argument("--only", choices=("omission", "capacity", "agreement"), default=None)
+    parser.add_argument("--only", default=None,
+                        choices=("omission", "capacity", "agreement", "tallies", "functions"))
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the agreement runs")
     args = parser.parse_args()
     t0 = time.perf_counter()
@@ -230,6 +303,10 @@ def main() -> None:
             capacity(args.capacity_seconds, Path(tmp))
         if args.only in (None, "agreement"):
             agreement(args.seconds / 2, args.rounds, Path(tmp))
+        if args.only in (None, "tallies"):
+            tallies(args.seconds / 2)
+        if args.only in (None, "functions"):
+            functions(args.seconds / 2)
     print(f"\n(took {time.perf_counter() - t0:.0f} s)")
 
 
