@@ -123,6 +123,8 @@ class Servebench:
         stand_in = None
         if self._guard is not None:  # refuses (raises) before anything is sent
             stand_in = self._guard.admit(tgt, workload, time_limit_s=limit_s)
+        described = {"str": str(workload), **workload.describe()}
+        result: Result | None = None
         if stand_in is not None:  # a plan: nothing is sent, the guard says what it assumed
             recording = stand_in
         else:
@@ -131,24 +133,31 @@ class Servebench:
             # One measurement at a time on this machine (xdist workers, other sessions); the
             # wait is bounded by this run's own bounds plus a margin.
             with machine_lock(limit_s + timeout_s + LOCK_MARGIN_S):
-                if s.driver == "locust":
+                show = (self._progress(str(workload)) if self._progress is not None
+                        else None)
+                if s.driver == "locust" and not s.keep_records and not isinstance(
+                        tgt, CompletesRecordings):
+                    # No records asked for, none to complete: the workers ship histograms
+                    # and counts, not every request (the Result is the same type, its
+                    # percentiles within the histogram's 1%).
+                    result = _run_locust_result(tgt, workload, items, s, timeout_s=timeout_s,
+                                                time_limit_s=limit_s, progress=show)
+                elif s.driver == "locust":
                     recording = _run_locust(tgt, workload, items, s, timeout_s=timeout_s,
-                                            time_limit_s=limit_s)
+                                            time_limit_s=limit_s, progress=show)
                 else:
-                    show = (self._progress(str(workload)) if self._progress is not None
-                            else None)
                     recording = run_sync(lambda: drive(tgt, workload, items,
                                                        timeout_s=timeout_s,
                                                        time_limit_s=limit_s, progress=show))
-            if isinstance(tgt, CompletesRecordings):
+            if result is None and isinstance(tgt, CompletesRecordings):
                 recording = tgt.complete(recording)
-        result = summarize(
-            recording, target=tgt.name, target_profile=tgt.describe(),
-            workload={"str": str(workload), **workload.describe()},
-            confidence=s.confidence, point_estimates=s.point_estimates,
-            keep_records=s.keep_records, timeout_s=timeout_s,
-            late_threshold_s=s.late_threshold_s, max_late_share=s.max_late_share,
-        )
+        if result is None:
+            result = summarize(
+                recording, target=tgt.name, target_profile=tgt.describe(), workload=described,
+                confidence=s.confidence, point_estimates=s.point_estimates,
+                keep_records=s.keep_records, timeout_s=timeout_s,
+                late_threshold_s=s.late_threshold_s, max_late_share=s.max_late_share,
+            )
         if self._pricer is not None:
             estimate = self._pricer(result)
             if estimate is not None:
@@ -162,17 +171,40 @@ class Servebench:
         return result
 
 
+def _locust_placement(settings: Settings) -> dict[str, Any]:
+    """Where the master and workers run: local workers on loopback, or a master bound where
+    workers on other machines attach (``locust_master``)."""
+    if settings.locust_master is None:
+        return {}
+    host, _, port = settings.locust_master.rpartition(":")
+    return {"master_bind": host, "master_port": int(port), "local_workers": 0}
+
+
 def _run_locust(target: Target, workload: AnyWorkload, payloads: Sequence[Payload],
-                settings: Settings, *, timeout_s: float, time_limit_s: float) -> Recording:
-    """The run on Locust's master and workers (``locust_driver``): local workers on loopback,
-    or a master bound where workers on other machines attach (``locust_master``)."""
+                settings: Settings, *, timeout_s: float, time_limit_s: float,
+                progress: ProgressCallback | None = None) -> Recording:
+    """The run on Locust's master and workers (``locust_driver``), every request's record
+    shipped back."""
     from .locust_driver import run_locust
 
-    if settings.locust_master is None:
-        return run_locust(target, workload, payloads, workers=settings.workers,
-                          timeout_s=timeout_s, time_limit_s=time_limit_s,
-                          csv_prefix=settings.locust_csv)
-    host, _, port = settings.locust_master.rpartition(":")
     return run_locust(target, workload, payloads, workers=settings.workers,
-                      timeout_s=timeout_s, time_limit_s=time_limit_s, master_bind=host,
-                      master_port=int(port), local_workers=0, csv_prefix=settings.locust_csv)
+                      timeout_s=timeout_s, time_limit_s=time_limit_s,
+                      csv_prefix=settings.locust_csv, progress=progress,
+                      **_locust_placement(settings))
+
+
+def _run_locust_result(target: Target, workload: AnyWorkload, payloads: Sequence[Payload],
+                       settings: Settings, *, timeout_s: float, time_limit_s: float,
+                       progress: ProgressCallback | None = None) -> Result:
+    """The run on Locust's master and workers, read from the histograms and counts the
+    workers ship (no records)."""
+    from .locust_driver import run_locust_result
+
+    return run_locust_result(target, workload, payloads, workers=settings.workers,
+                             timeout_s=timeout_s, time_limit_s=time_limit_s,
+                             confidence=settings.confidence,
+                             point_estimates=settings.point_estimates,
+                             late_threshold_s=settings.late_threshold_s,
+                             max_late_share=settings.max_late_share,
+                             csv_prefix=settings.locust_csv, progress=progress,
+                             **_locust_placement(settings))

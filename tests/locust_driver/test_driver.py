@@ -177,3 +177,23 @@ def test_arrivals_beyond_the_in_flight_bound_are_dropped_and_counted() -> None:
     assert result.count == len(workload.schedule())
     assert set(result.errors) == {"dropped"} and result.errors["dropped"] > result.count / 2
     assert result.ok_count == srv.requests
+
+
+def test_the_fixture_without_records_reads_tallies_and_shows_progress() -> None:
+    """``Servebench.run`` with ``keep_records=False`` (``servebench load``'s setting): the
+    workers ship histograms, not every request, and the run's progress comes from them."""
+    from pytest_servebench.progress import Snapshot
+
+    shown: list[Snapshot] = []
+    workload = OpenLoop(rate=120, duration=2.5, seed=4)
+    with LoopbackServer(Behaviour(delay_s=0.002)) as srv:
+        bench = Servebench(target=HttpTarget(srv.url),
+                           settings=Settings(driver="locust", workers=2, keep_records=False),
+                           progress=lambda what: shown.append)
+        result = bench.run(workload, payload=b"x")
+        assert srv.requests == len(workload.schedule())
+    assert result.records == () and result.count == len(workload.schedule())
+    assert result.success_ratio == 1.0 and 0.001 < result.p50.value < 0.05
+    assert result.workload["str"] == str(workload)
+    assert shown and shown[-1].final and shown[-1].done == result.count
+    assert _no_driver_processes()
