@@ -22,19 +22,40 @@ from .target import Payload, Reply
 _MAX_DETAIL = 512
 
 
-class _Connection(asyncio.Protocol):
+class ResponseParts:
+    """httptools' callbacks that gather one reply's headers (when asked) and body (its first
+    ``_MAX_DETAIL`` bytes unless the whole is asked): shared by this client and the Locust
+    driver's; each adds its own ``on_message_complete``."""
+
+    def _parts(self, capture_body: bool, capture_headers: bool) -> httptools.HttpResponseParser:
+        """Set up the gathering and return the parser that calls it."""
+        self.capture_body = capture_body
+        self.body = bytearray()
+        self.headers: dict[str, str] = {}
+        if capture_headers:  # httptools looks for on_header once, when the parser is made
+            self.on_header = self._on_header
+        return httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        self.body.clear()
+        self.headers = {}
+
+    def _on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        if self.capture_body or len(self.body) < _MAX_DETAIL:
+            self.body += body
+
+
+class _Connection(ResponseParts, asyncio.Protocol):
     """One keep-alive connection; at most one request in flight."""
 
     def __init__(self, capture_body: bool, capture_headers: bool = False) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[tuple[int, bool, bytes]] | None = None
-        self.capture_body = capture_body
-        self.body = bytearray()
-        self.headers: dict[str, str] = {}
         self.closed = False
-        if capture_headers:  # httptools looks for on_header once, when the parser is made
-            self.on_header = self._on_header
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = self._parts(capture_body, capture_headers)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -51,18 +72,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self._fail(ConnectionError("connection closed by server" if exc is None else str(exc)))
 
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.body.clear()
-        self.headers = {}
-
-    def _on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_body(self, body: bytes) -> None:
-        if self.capture_body or len(self.body) < _MAX_DETAIL:
-            self.body += body
-
+    # httptools callbacks (the others: ResponseParts)
     def on_message_complete(self) -> None:
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():

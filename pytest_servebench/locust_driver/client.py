@@ -30,40 +30,28 @@ import httptools
 
 from ..functions.client import event_for, invoke_route, reply_from_invoke
 from ..functions.sigv4 import Credentials, payload_sha256
+from ..http_client import ResponseParts
 from ..target import Payload, Reply, Target
 
 _MAX_DETAIL = 512
 _RECV = 65536
 
 
-class _Connection:
+class _Connection(ResponseParts):
     """One keep-alive connection and its parser; at most one request in flight."""
 
     def __init__(self, sock: socket.socket, *, capture_body: bool,
                  capture_headers: bool) -> None:
         self.sock = sock
-        self.capture_body = capture_body
         self.complete = False
         self.status = 0
         self.keep_alive = False
-        self.body = bytearray()
-        self.headers: dict[str, str] = {}
-        if capture_headers:  # httptools looks for on_header once, when the parser is made
-            self.on_header = self._on_header
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = self._parts(capture_body, capture_headers)
 
-    # httptools callbacks
+    # httptools callbacks (the others: ResponseParts)
     def on_message_begin(self) -> None:
         self.complete = False
-        self.body.clear()
-        self.headers = {}
-
-    def _on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_body(self, body: bytes) -> None:
-        if self.capture_body or len(self.body) < _MAX_DETAIL:
-            self.body += body
+        super().on_message_begin()
 
     def on_message_complete(self) -> None:
         # read here: the parser has moved on to the next message once this returns
