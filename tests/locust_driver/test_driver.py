@@ -149,7 +149,10 @@ def test_progress_comes_from_the_workers_while_the_run_goes() -> None:
                                    timeout_s=5, time_limit_s=30, progress=shown.append)
     assert len(shown) >= 5 and shown[-1].final and not any(s.final for s in shown[:-1])
     done = [s.done for s in shown]
-    assert done == sorted(done) and 0 < done[0] < done[-1] == result.count
+    # Counts grow while the run goes (the first snapshot may come before any reply on a busy
+    # machine: CI's showed 0) and end at the result's.
+    assert done == sorted(done) and done[-1] == result.count
+    assert any(0 < d < result.count for d in done), done
     assert all(s.sent >= s.done for s in shown) and shown[-1].errors == 0
     assert 0.001 < shown[-1].p50_s < 0.05
 
