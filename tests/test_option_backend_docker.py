@@ -81,6 +81,13 @@ def test_no_engine_is_a_usage_error(pytester: pytest.Pytester,
     result.stdout.fnmatch_lines(["*--servebench-backend=docker: no Docker engine answers*"])
 
 
+
+def _sigint_as_in_a_terminal() -> None:
+    """A run started in the background (a CI shell's ``cmd &``) inherits SIGINT ignored, and a
+    Python started so ignores Ctrl-C; a user's Ctrl-C reaches a foreground pytest, whose Python
+    turns it into KeyboardInterrupt. The child gets the default back before it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_ctrl_c_leaves_no_container(pytester: pytest.Pytester, tmp_path: Path,
                                     docker_engine: Any) -> None:
     marker = tmp_path / "deployed"
@@ -99,7 +106,8 @@ def test_slow(servebench, servebench_backend):
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                              "--servebench-backend=docker", str(pytester.path)],
                             cwd=pytester.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env={**os.environ})
+                            stderr=subprocess.STDOUT, env={**os.environ},
+                                preexec_fn=_sigint_as_in_a_terminal)
     deadline = time.monotonic() + 180
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()[0].decode()[-3000:]
