@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +20,25 @@ import httptools
 from .target import Payload, Reply
 
 _MAX_DETAIL = 512
+
+
+def request_head(url: str, *, method: str, headers: Mapping[str, str] | None,
+                 what: str) -> tuple[str, int, ssl.SSLContext | None, str]:
+    """``url``'s host, port, TLS context (https) and the request head every request to it
+    starts with (request line, Host, User-Agent, ``headers``; no final CRLF), for this client
+    and the Locust driver's. ``what`` names the caller in the error for a bad URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{what} needs an http:// or https:// URL, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"no host in URL {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    context = ssl.create_default_context() if parts.scheme == "https" else None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc.rsplit('@', 1)[-1]}",
+            "User-Agent: servebench"]
+    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return parts.hostname, port, context, "\r\n".join(head)
 
 
 class ResponseParts:
@@ -112,24 +131,9 @@ class HttpClient:
         """``sign``: header lines (CRLF-separated, e.g. a signature) for each request's
         payload, called per request; returning the same string object as last time for a
         payload reuses the request's cached bytes."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"the http target needs an http:// or https:// URL, got {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in URL {url!r}")
         self.url = url
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if parts.scheme == "https" else None
-        )
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        host_header = parts.netloc.rsplit("@", 1)[-1]
-        head = [f"{method} {path} HTTP/1.1", f"Host: {host_header}", "User-Agent: servebench"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self._head = "\r\n".join(head)
+        self.host, self.port, self.ssl, self._head = request_head(
+            url, method=method, headers=headers, what="the http target")
         self._capture_body = capture_body
         self._capture_headers = capture_headers
         self._connect_timeout_s = connect_timeout_s

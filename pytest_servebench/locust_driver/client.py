@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import httptools
 
 from ..functions.client import event_for, invoke_route, reply_from_invoke
 from ..functions.sigv4 import Credentials, payload_sha256
-from ..http_client import ResponseParts
+from ..http_client import ResponseParts, request_head
 from ..target import Payload, Reply, Target
 
 _MAX_DETAIL = 512
@@ -76,20 +74,9 @@ class KeepAliveClient:
     def __init__(self, url: str, *, method: str = "POST", headers: dict[str, str] | None = None,
                  capture_body: bool = False, capture_headers: bool = False,
                  connect_timeout_s: float = 5.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"the driver sends to http:// or https:// URLs, not {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in URL {url!r}")
         self.url = url
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc.rsplit('@', 1)[-1]}",
-                "User-Agent: servebench"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self._head = "\r\n".join(head)
+        self.host, self.port, self._ssl, self._head = request_head(
+            url, method=method, headers=headers, what="the Locust driver")
         self._capture_body = capture_body
         self._capture_headers = capture_headers
         self._connect_timeout_s = connect_timeout_s
