@@ -187,8 +187,11 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
     configs = (("in-process engine", "inprocess", 1), ("locust driver, 1 worker", "locust", 1),
                ("locust driver, 2 workers", "locust", 2),
                ("1 worker at 150/s (a share)", "locust", 1),
-               ("plain Locust (FastHttpUser)", "", 3))
+               ("plain Locust (FastHttpUser)", "", 3),
+               # The control: the engine against itself seconds later, on this shared machine.
+               ("in-process engine, again", "inprocess", 1))
     p50s: dict[str, list[float]] = {label: [] for label, _, _ in configs}
+    estimates: dict[str, list[tuple[Estimate, ...]]] = {label: [] for label, _, _ in configs}
     for k in range(repeats):
         for label, driver, workers in configs:
             with served() as url:
@@ -209,6 +212,7 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
                     note = (f"its CSV: p50 {p['p50'] * 1e3:g} p90 {p['p90'] * 1e3:g} p99 "
                             f"{p['p99'] * 1e3:g} ms (rounded)")
             p50s[label].append(p50.value)
+            estimates[label].append((p50, p90, p99))
             print(f"  #{k + 1} {label:<28} n {n:5d}/{sent:5d}  p50 {_interval(p50)}  p90 "
                   f"{_interval(p90)}  p99 {_interval(p99)}  {note}")
     base = statistics.median(p50s["in-process engine"])
@@ -216,6 +220,20 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
     for label, values in p50s.items():
         med = statistics.median(values)
         print(f"    {label:<28} {med * 1000:6.3f} ms  x{med / base:.2f}")
+    # "Agree within their intervals": the 95% intervals of a percentile overlap. The engine
+    # run twice in a round is the yardstick: intervals speak of sampling only, not of the
+    # machine's drift between runs seconds apart, which a shared machine adds to both.
+    print("  rounds whose 95% interval overlaps the in-process engine's (same round), per "
+          "percentile:")
+    engine = estimates["in-process engine"]
+    for label, rows in estimates.items():
+        if label == "in-process engine":
+            continue
+        counts = [sum(1 for mine, theirs in zip(rows, engine, strict=True)
+                      if mine[i].low <= theirs[i].high and theirs[i].low <= mine[i].high)
+                  for i in range(3)]
+        print(f"    {label:<28} p50 {counts[0]}/{len(rows)}  p90 {counts[1]}/{len(rows)}  "
+              f"p99 {counts[2]}/{len(rows)}")
 
 
 def tallies(seconds: float) -> None:
