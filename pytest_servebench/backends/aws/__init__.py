@@ -601,7 +601,8 @@ class AwsBackend:
                poll_s: float) -> ServerTarget:
         """Wait (bounded) for ``/health`` at the server's address; a failure removes what the
         start made and says what the server printed."""
-        from .servers import READY_TIMEOUT_S, health_doc, wait_healthy
+        from ..local.server import served_by
+        from .servers import READY_TIMEOUT_S, wait_healthy
 
         reach = self._reach()
         started = time.monotonic()  # ready_s: from asking for its address to healthy (boot,
@@ -618,9 +619,7 @@ class AwsBackend:
         profile = {**profile, "launch_to_ready_s": round(time.time() - server.launched_unix, 3),
                    "ready_s": round(waited, 3),
                    "launched_unix": round(server.launched_unix, 3)}  # billed from here
-        provider = health_doc(base).get("provider")
-        if provider:
-            profile["provider"] = provider
+        profile.update(served_by(base))  # what runs the model, as the local backend says
         if reach.note:
             profile["address_note"] = reach.note
         target = ServerTarget(f"{base}/predict", name=name, profile=profile)

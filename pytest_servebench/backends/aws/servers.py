@@ -18,8 +18,6 @@ and charges its bill when it is gone.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import threading
 import urllib.error
@@ -201,15 +199,6 @@ def wait_healthy(base_url: str, *, what: str, timeout_s: float = READY_TIMEOUT_S
     return wait_for(lambda: health_ok(base_url), timeout_s=timeout_s, what=what,
                     interval_s=interval_s, retry_on=(OSError, urllib.error.URLError),
                     dead=dead, logs=logs)
-
-
-def health_doc(base_url: str) -> dict[str, Any]:
-    """What ``/health`` says (the model, its provider), or {} when it says nothing readable."""
-    with (contextlib.suppress(OSError, ValueError),
-          urllib.request.urlopen(f"{base_url}/health", timeout=5.0) as resp):
-        doc = json.loads(resp.read())
-        return doc if isinstance(doc, dict) else {}
-    return {}
 
 
 __all__ = [

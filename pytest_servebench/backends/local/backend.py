@@ -29,6 +29,7 @@ from ..base import (
     ServerTarget,
 )
 from .processes import interrupt_on_sigterm, restore_sigterm, tagged_processes
+from .server import served_by
 from .sweep import Swept, sweep_dead_runs
 
 if TYPE_CHECKING:
@@ -47,20 +48,6 @@ log = logging.getLogger("pytest_servebench.backends.local")
 # for code outside functions; function() leaves them out rather than refuse it.
 PLATFORM_SUPPLIED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                      "AWS_DEFAULT_REGION", "AWS_REGION")
-
-
-def served_by(url: str, *, timeout_s: float = 5.0) -> dict[str, str]:
-    """What a started server says runs its model (``/health``'s ``device`` and ``provider``,
-    e.g. ``CUDAExecutionProvider``), for the target's profile; empty when it does not say."""
-    import urllib.request
-
-    health = url.rsplit("/", 1)[0] + "/health"
-    try:
-        with urllib.request.urlopen(health, timeout=timeout_s) as resp:
-            doc = json.loads(resp.read())
-    except (OSError, ValueError):
-        return {}
-    return {k: str(doc[k]) for k in ("device", "provider") if doc.get(k)}
 
 
 class PlatformBackend:
@@ -228,7 +215,7 @@ class PlatformBackend:
         profile.update(self.limits.describe(shape))
         profile.update(workers=workers, threads=running.threads, slots=slots or 1,
                        ready_s=round(running.ready_s, 3), model_from=model_from)
-        profile.update(served_by(running.url))
+        profile.update(served_by(running.url.rsplit("/", 1)[0]))
         got = ServerTarget(running.url, name=f"{platform}:{size}:{target}", profile=profile)
         from ...pricebook import load_price_book
 

@@ -36,6 +36,24 @@ def _health(url: str) -> bool:
         return False  # 503 while the model loads
 
 
+def health_doc(base_url: str, *, timeout_s: float = 5.0) -> dict[str, Any]:
+    """What a server's ``/health`` says (its model, its provider), or {} when it says nothing
+    readable: for every backend's servers (the aws backend's too)."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=timeout_s) as resp:
+            doc = json.loads(resp.read())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def served_by(base_url: str, *, timeout_s: float = 5.0) -> dict[str, str]:
+    """What runs a started server's model, for its target's profile: ``/health``'s ``device``
+    and ``provider`` (e.g. ``CUDAExecutionProvider``); empty when it does not say."""
+    doc = health_doc(base_url, timeout_s=timeout_s)
+    return {k: str(doc[k]) for k in ("device", "provider") if doc.get(k)}
+
+
 class ServerProcess:
     """One ``servebench serve`` process group; ``stop()`` leaves nothing behind."""
 
@@ -110,4 +128,5 @@ class ProcessServers:
                              environment=environment, label=label)
 
 
-__all__ = ["ProcessServers", "ServerProcess", "ServerTarget", "StartError"]
+__all__ = ["ProcessServers", "ServerProcess", "ServerTarget", "StartError", "health_doc",
+           "served_by"]

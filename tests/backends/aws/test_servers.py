@@ -26,10 +26,10 @@ from pytest_servebench.backends.aws.servers import (
     LoopbackStandIn,
     Provisioned,
     ServerBill,
-    health_doc,
 )
 from pytest_servebench.backends.aws.sweep import find_leftovers, sweep
 from pytest_servebench.backends.base import ServerTarget
+from pytest_servebench.backends.local.server import health_doc
 from pytest_servebench.waiting import NotReady
 
 from .conftest import Moto, left_in_moto

@@ -110,7 +110,7 @@ def test_a_server_that_says_what_runs_it_puts_that_in_the_profile() -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pytest_servebench.backends.local.backend import served_by
+    from pytest_servebench.backends.local.server import served_by
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -128,10 +128,10 @@ def test_a_server_that_says_what_runs_it_puts_that_in_the_profile() -> None:
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}/predict"
+        url = f"http://127.0.0.1:{srv.server_address[1]}"
         assert served_by(url) == {"device": "cuda", "provider": "CUDAExecutionProvider"}
     finally:
         srv.shutdown()
         srv.server_close()
         thread.join(5)
-    assert served_by("http://127.0.0.1:9/predict", timeout_s=1.0) == {}
+    assert served_by("http://127.0.0.1:9", timeout_s=1.0) == {}
