@@ -56,6 +56,8 @@ def test_a_gpu_instance_on_the_stand_in_needs_a_gpu_here_and_provisions_nothing_
                                   r"stand-in on this machine needs a GPU, and this machine has "
                                   r"none"):
         backend.server("mobilenet_v2", platform="ec2", instance_type="g4dn.xlarge")
-    reservations = boto3.client("ec2").describe_instances()["Reservations"]
+    # moto's server is shared by the module's tests: this run's instances, by its tag
+    reservations = boto3.client("ec2").describe_instances(Filters=[
+        {"Name": "tag:servebench:run-id", "Values": [backend.tags.run_id]}])["Reservations"]
     assert [i for r in reservations for i in r["Instances"]] == []
     assert left_in_moto(backend.tags.run_id) == []
