@@ -176,12 +176,21 @@ class _Execution:
 
     def wait_until(self, t: float) -> None:
         """Return at ``t`` (seconds from the common start), as soon after it as gevent can:
-        its timers fire up to a millisecond late, so sleep to just short of it, then yield."""
+        its timers fire up to a millisecond late, so sleep to just short of it, then yield
+        until it comes.
+
+        Yield with ``gevent.idle()``, not ``gevent.sleep(0)``: the hub runs callbacks queued by
+        ``sleep(0)`` back to back for up to the switch interval (5 ms) before it polls the
+        sockets, so a reply that came in while the next arrival was spinning waited for the
+        spin to end. An idle watcher runs only after the loop has polled. Measured at 300
+        req/s open loop, one worker, no-op loopback server: time from send to reply p90
+        0.75-0.99 ms with ``sleep(0)``, 0.54-0.55 ms with ``idle()``, the in-process engine
+        0.34-0.43 ms in the same run; the schedule lag is the same."""
         delay = t - self.now()
         if delay > _SPIN_S:
             gevent.sleep(delay - _SPIN_S)
         while self.now() < t:
-            gevent.sleep(0)
+            gevent.idle()
 
     def _scheduled(self) -> None:
         """The schedule is relayed from greenlet to greenlet: each waits for its arrival,
