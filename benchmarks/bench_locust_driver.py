@@ -11,9 +11,12 @@
 2. Capacity: closed loop, 16 connections, the no-op loopback server, for each of the in-process
    engine, the driver with 1 and 2 workers, and plain Locust (16 FastHttpUsers, no wait).
 3. Agreement at a rate all can carry (open loop 300 req/s; plain Locust paced at 300/s, its
-   exact response times kept by a listener; and one worker sending a 2-worker share, 150/s):
-   p50, p90 and p99 with their intervals, in rounds, and the median p50 of each configuration
-   over the rounds with its ratio to the engine's.
+   exact response times kept by a listener; and one worker sending a 2-worker share, 150/s, with
+   the engine at 150/s beside it):
+   p50, p90 and p99 with their intervals, in rounds (every other one backwards), the median p50
+   of each configuration over the rounds with its ratio to the engine's, and each percentile's
+   ratio to the same round's engine. The engine runs twice a round: its second run is the
+   control (how well the engine agrees with itself on this machine).
 4. Tallies against records: one 2-worker run shipping both; the Result read from each.
 5. A function on the local Lambda platform, in process and through the driver.
 
@@ -187,13 +190,18 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
     configs = (("in-process engine", "inprocess", 1), ("locust driver, 1 worker", "locust", 1),
                ("locust driver, 2 workers", "locust", 2),
                ("1 worker at 150/s (a share)", "locust", 1),
+               # the engine at a worker's share: what a sparser stream costs any sender
+               ("in-process engine at 150/s", "inprocess", 1),
                ("plain Locust (FastHttpUser)", "", 3),
                # The control: the engine against itself seconds later, on this shared machine.
                ("in-process engine, again", "inprocess", 1))
     p50s: dict[str, list[float]] = {label: [] for label, _, _ in configs}
     estimates: dict[str, list[tuple[Estimate, ...]]] = {label: [] for label, _, _ in configs}
     for k in range(repeats):
-        for label, driver, workers in configs:
+        # every other round runs backwards, so that a drift within a round (the second engine
+        # run read slower than the first in most rounds of a forward-only bench) falls on
+        # both ends alike
+        for label, driver, workers in (configs if k % 2 == 0 else configs[::-1]):
             with served() as url:
                 if driver:
                     r = ours(url, share if "150/s" in label else workload, driver=driver,
@@ -222,18 +230,37 @@ def agreement(seconds: float, repeats: int, workdir: Path) -> None:
         print(f"    {label:<28} {med * 1000:6.3f} ms  x{med / base:.2f}")
     # "Agree within their intervals": the 95% intervals of a percentile overlap. The engine
     # run twice in a round is the yardstick: intervals speak of sampling only, not of the
-    # machine's drift between runs seconds apart, which a shared machine adds to both.
-    print("  rounds whose 95% interval overlaps the in-process engine's (same round), per "
+    # machine's drift between runs seconds apart, which a shared machine adds to both. A
+    # worker's share (150/s) is set beside the engine at 150/s, the engine at 150/s beside
+    # the engine at 300/s.
+    def reference(label: str) -> str:
+        at_150 = "in-process engine at 150/s"
+        return at_150 if "150/s" in label and label != at_150 else "in-process engine"
+
+    compared = [label for label in estimates if label != "in-process engine"]
+    print("  rounds whose 95% interval overlaps the engine's (same round, same rate), per "
           "percentile:")
-    engine = estimates["in-process engine"]
-    for label, rows in estimates.items():
-        if label == "in-process engine":
-            continue
-        counts = [sum(1 for mine, theirs in zip(rows, engine, strict=True)
+    for label in compared:
+        rows, ref = estimates[label], estimates[reference(label)]
+        counts = [sum(1 for mine, theirs in zip(rows, ref, strict=True)
                       if mine[i].low <= theirs[i].high and theirs[i].low <= mine[i].high)
                   for i in range(3)]
         print(f"    {label:<28} p50 {counts[0]}/{len(rows)}  p90 {counts[1]}/{len(rows)}  "
-              f"p99 {counts[2]}/{len(rows)}")
+              f"p99 {counts[2]}/{len(rows)}  (vs {reference(label)})")
+    # Between runs: each round's ratio to that round's engine, per percentile. The engine's
+    # own ratio (its second run) is the spread that a shared machine puts between two runs of
+    # the same driver; a configuration whose ratios fall inside that spread agrees as well as
+    # the engine agrees with itself.
+    print("  ratio to the same round's engine (same rate), per percentile: median [min, max]")
+    for label in compared:
+        rows, ref = estimates[label], estimates[reference(label)]
+        cells = []
+        for i, name in enumerate(("p50", "p90", "p99")):
+            ratios = sorted(mine[i].value / theirs[i].value
+                            for mine, theirs in zip(rows, ref, strict=True))
+            cells.append(f"{name} x{statistics.median(ratios):.2f} "
+                         f"[{ratios[0]:.2f}, {ratios[-1]:.2f}]")
+        print(f"    {label:<28} " + "  ".join(cells))
 
 
 def tallies(seconds: float) -> None:
