@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
+from .pacing import AsyncPacer, schedule_rate
 from .progress import INTERVAL_S as PROGRESS_INTERVAL_S
 from .progress import ProgressCallback, Snapshot
 from .records import Record, Recording, closed_window
@@ -28,9 +29,6 @@ from .workloads import MMPP, AnyWorkload, ClosedLoop, OpenLoop
 
 T = TypeVar("T")
 
-# asyncio's timers wake up to a millisecond late (epoll takes whole milliseconds), so the
-# dispatcher sleeps until shortly before a send time and yields in a tight loop for the rest.
-_SPIN_S = 0.0012
 _GRACE_S = 1.0
 
 
@@ -143,25 +141,26 @@ async def _scheduled(run: _Run, w: OpenLoop | MMPP, time_limit_s: float) -> tupl
         outstanding -= 1
         slot_free.set()
 
-    for i, intended in enumerate(schedule):
-        delay = intended - run.now()
-        if delay > _SPIN_S:
-            await asyncio.sleep(delay - _SPIN_S)
-        while run.now() < intended:
-            await asyncio.sleep(0)
-        while outstanding >= cap and run.now() < stop_at:
-            slot_free.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(slot_free.wait(), max(0.0, stop_at - run.now()))
-        if run.now() >= stop_at:
-            now = run.now()
-            run.rows.extend(Record(j, j < n_warm, schedule[j], now, now, _NOT_SENT)
-                            for j in range(i, len(schedule)))
-            break
-        task = loop.create_task(run.one(i, i < n_warm, intended))
-        outstanding += 1
-        task.add_done_callback(done)
-        tasks.append(task)
+    # how the dispatcher waits for each send time: a kernel timer or a spin (see pacing.py)
+    pacer = AsyncPacer(run.clock, run.t0, schedule_rate(schedule))
+    try:
+        for i, intended in enumerate(schedule):
+            await pacer.wait_until(intended)
+            while outstanding >= cap and run.now() < stop_at:
+                slot_free.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(slot_free.wait(), max(0.0, stop_at - run.now()))
+            if run.now() >= stop_at:
+                now = run.now()
+                run.rows.extend(Record(j, j < n_warm, schedule[j], now, now, _NOT_SENT)
+                                for j in range(i, len(schedule)))
+                break
+            task = loop.create_task(run.one(i, i < n_warm, intended))
+            outstanding += 1
+            task.add_done_callback(done)
+            tasks.append(task)
+    finally:
+        pacer.close()
     hard = stop_at + run.timeout_s + _GRACE_S
     await _gather_until(tasks, hard - run.now())
     measure_start = w.warmup_s

@@ -163,10 +163,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _settings(config: pytest.Config) -> Settings:
+    from .pacing import mode as pacing_mode
     from .settings import Settings
     from .workloads import parse_duration_s
 
     try:
+        pacing_mode()  # SERVEBENCH_PACING
         return Settings(
             timeout_s=config.getoption("servebench_timeout"),
             time_limit_s=config.getoption("servebench_time_limit"),

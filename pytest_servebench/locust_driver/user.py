@@ -26,6 +26,7 @@ import gevent.pool
 from locust import User, task
 from locust.exception import StopUser
 
+from ..pacing import GeventPacer, schedule_rate
 from ..records import Record
 from ..target import Payload, Reply
 from .client import Sender, sender_for
@@ -41,7 +42,6 @@ PROGRESS_MESSAGE = "servebench_progress"
 PROGRESS_INTERVAL_S = 0.25
 _P50_SAMPLE = 200  # successful latencies per progress message, at most
 ROWS_PER_MESSAGE = 5000
-_SPIN_S = 0.0015
 _DETAIL = 200
 
 _NOT_SENT = Reply.failure("not_sent", "the run's time limit came first")
@@ -86,6 +86,7 @@ class _Execution:
         # perf_counter() at the common start (a unix time, the same clock on every worker of
         # this machine; workers elsewhere need synchronised clocks)
         self.origin = time.perf_counter() - (time.time() - float(spec["t0"]))
+        self.pacer = GeventPacer(self.origin, schedule_rate([a[1] for a in self.plan.arrivals]))
         self.sender: Sender = sender_for(spec["target"])
         self.records: list[Record] = []
         self.in_flight = 0
@@ -150,6 +151,7 @@ class _Execution:
             if collecting:
                 gc.enable()
             self.sender.close()
+            self.pacer.close()
             if ticker is not None:
                 ticker.kill()
         _finished.append(self)
@@ -175,22 +177,9 @@ class _Execution:
             "index": self.index, "round": round_, "tally": counted.to_json()})
 
     def wait_until(self, t: float) -> None:
-        """Return at ``t`` (seconds from the common start), as soon after it as gevent can:
-        its timers fire up to a millisecond late, so sleep to just short of it, then yield
-        until it comes.
-
-        Yield with ``gevent.idle()``, not ``gevent.sleep(0)``: the hub runs callbacks queued by
-        ``sleep(0)`` back to back for up to the switch interval (5 ms) before it polls the
-        sockets, so a reply that came in while the next arrival was spinning waited for the
-        spin to end. An idle watcher runs only after the loop has polled. Measured at 300
-        req/s open loop, one worker, no-op loopback server: time from send to reply p90
-        0.75-0.99 ms with ``sleep(0)``, 0.54-0.55 ms with ``idle()``, the in-process engine
-        0.34-0.43 ms in the same run; the schedule lag is the same."""
-        delay = t - self.now()
-        if delay > _SPIN_S:
-            gevent.sleep(delay - _SPIN_S)
-        while self.now() < t:
-            gevent.idle()
+        """Return at ``t`` (seconds from the common start): on a kernel timer or by a spin,
+        as this worker's share of the schedule is sparse or dense (``pacing.GeventPacer``)."""
+        self.pacer.wait_until(t)
 
     def _scheduled(self) -> None:
         """The schedule is relayed from greenlet to greenlet: each waits for its arrival,
