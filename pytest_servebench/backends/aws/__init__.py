@@ -804,6 +804,8 @@ class AwsBackend:
         """Remove one server now (a task scaled in) and charge its bill, launch to
         termination."""
         running = self._servers.pop(target.url, None)
+        if running is None and self.plan and target.profile.get("planned"):
+            return  # a plan's server was counted, never started: nothing to stop or bill
         if running is None:
             raise LookupError(f"{getattr(target, 'name', target)} was not started by this "
                               "backend")

@@ -52,3 +52,26 @@ def test_the_cli_has_the_aws_commands(aws_env: Moto,
 
     assert main(["aws", "sweep", "--run-id", "000000000000none", "--dry-run"]) == 0
     assert "nothing to sweep for run 000000000000none" in capsys.readouterr().out
+
+
+def test_a_plan_of_the_whole_main_job_deploys_nothing_and_ends_clean() -> None:
+    """``servebench aws plan suites/``: every case priced, nothing called (the endpoint is a
+    closed port), and no error at teardown (002 stops its server early: a planned server is
+    stopped as nothing)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_REGION="us-east-1")
+    done = subprocess.run([sys.executable, "-m", "pytest_servebench.cli", "aws", "plan",
+                           "suites/"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "servebench aws plan (nothing was deployed or sent)" in out
+    assert "test_004_serving_bursts.py::test_bursty_workload[lambda-workload-200]" in out
+    assert "fits the budget" in out
+    assert " error" not in out.lower().split("servebench aws plan")[-1], out[-3000:]

@@ -272,6 +272,12 @@ def test_plan_counts_server_hours_and_makes_nothing(aws_env: Moto) -> None:
         (planned,) = backend.planned
         assert planned.usd == pytest.approx(0.7364 / 2)  # 30 min assumed
         assert backend.ledger.resources == []
+        # a suite that stops its server early (002) stops a planned one too: nothing to do,
+        # and nothing billed (it was counted in the plan); another backend's is still refused
+        backend.stop_server(server)
+        assert backend.bills == []
+        with pytest.raises(LookupError, match="not started by this backend"):
+            backend.stop_server(ServerTarget("http://elsewhere.invalid/predict", name="other"))
 
 
 def test_bill_runs_launch_to_termination_with_a_minute_minimum() -> None:
