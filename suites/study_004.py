@@ -38,3 +38,35 @@ def workload(*, peak: int, time_scale: float = 1.0, rate_scale: float = 1.0, see
     return MMPP(rates=(low * rate_scale, high * rate_scale),
                 mean_dwell_s=(dwell_low * time_scale, dwell_high * time_scale),
                 duration=length_s * time_scale, seed=seed, **kwargs)
+
+
+def servers_queue(server_low: Any, server_high: Any, function_high: Any,
+                  growth: float) -> tuple[str, str]:
+    """The study's "serverless keeps latency flat under bursts where servers queue", decided on
+    the tail (``Estimate`` p90s, with 95% intervals) of the server at the lowest and the highest
+    peak and of the function at the highest. Returns ``(verdict, why)``, the verdict one of:
+
+    - ``"holds"``: the server's p90 at the highest peak is decidedly above ``growth`` times its
+      p90 at the lowest and above the function's at the highest;
+    - ``"contradicted"``: it is decidedly below either (the server did not queue, or the
+      function queued worse);
+    - ``"inconclusive"``: the intervals cannot tell.
+
+    >>> from pytest_servebench.stats import Estimate
+    >>> servers_queue(Estimate(0.05, 0.04, 0.06, 400), Estimate(0.9, 0.7, 1.1, 400),
+    ...               Estimate(0.08, 0.07, 0.09, 400), 2.0)[0]
+    'holds'
+    """
+    def ms(e: Any) -> str:
+        return f"{e.value * 1e3:.4g} ms [{e.low * 1e3:.4g}, {e.high * 1e3:.4g}] (n={e.n})"
+
+    why = (f"the server's p90 at the highest peak {ms(server_high)}, at the lowest "
+           f"{ms(server_low)} (x{growth:g} needed), the function's at the highest "
+           f"{ms(function_high)}")
+    grew = server_high.low > growth * server_low.high
+    worse = server_high.low > function_high.high
+    if grew and worse:
+        return "holds", why
+    if server_high.high < growth * server_low.low or server_high.high < function_high.low:
+        return "contradicted", why
+    return "inconclusive", why

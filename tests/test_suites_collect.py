@@ -100,8 +100,9 @@ def test_slo_toml_defaults_once_backends_override() -> None:
     local = merge(doc, "local", "quick")
     assert local["tail"] == "p90" and local["concurrency"] == [1, 4, 16]
     assert local == merge(doc, "docker", "quick")  # no overrides
-    aws = merge(doc, "aws", "quick")  # the cloud takes the studies' user counts
-    assert aws["users"] == [50, 100, 200] and {**aws, "users": local["users"]} == local
+    aws = merge(doc, "aws", "quick")  # the cloud takes the studies' user counts and peaks
+    assert aws["users"] == [50, 100, 200] and aws["mmpp_scale"] == 1.0
+    assert {**aws, "users": local["users"], "mmpp_scale": local["mmpp_scale"]} == local
     assert merge(doc, "nosuch", "quick") == local  # no section: the defaults
     assert merge(doc, "local", "full")["tail"] == "p99"
     doc["docker"] = {"warm_tail_max": "3s", "quick": {"warm_requests": 80}}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pytest_servebench.stats import Estimate
 from pytest_servebench.workloads import MMPP, ClosedLoop, OpenLoop, parse_duration_s
 
 
@@ -114,3 +115,23 @@ def test_mmpp_validates() -> None:
         MMPP(rates=(1, 2), mean_dwell_s=(1,), duration=1)
     with pytest.raises(ValueError, match="transitions"):
         MMPP(rates=(1, 2), mean_dwell_s=(1, 1), duration=1, transitions=[[0.5, 0.5], [1, 0]])
+
+
+def _p90(ms: float, half_width_ms: float) -> Estimate:
+    return Estimate(ms / 1e3, (ms - half_width_ms) / 1e3, (ms + half_width_ms) / 1e3, 400)
+
+
+@pytest.mark.parametrize(("server_low", "server_high", "function_high", "verdict"), [
+    ((50, 5), (900, 100), (80, 10), "holds"),             # queued, the function flat
+    ((50, 5), (60, 8), (80, 10), "contradicted"),         # the server did not queue
+    ((50, 5), (900, 100), (2000, 200), "contradicted"),   # the function queued worse
+    ((50, 5), (120, 40), (80, 10), "inconclusive"),       # 2x of 55 ms lies inside [80, 160]
+    ((50, 5), (900, 100), (850, 100), "inconclusive"),    # server and function overlap
+])
+def test_study_004_servers_queue_decides_on_the_intervals(
+        server_low: tuple[float, float], server_high: tuple[float, float],
+        function_high: tuple[float, float], verdict: str) -> None:
+    got, why = _study_004().servers_queue(_p90(*server_low), _p90(*server_high),
+                                          _p90(*function_high), 2.0)
+    assert got == verdict
+    assert "x2 needed" in why and "(n=400)" in why
