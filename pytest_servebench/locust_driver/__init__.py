@@ -233,6 +233,9 @@ def _drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *
         raise ValueError("workers must be >= 1")
     if not payloads:
         raise ValueError("at least one payload is needed")
+    from ..pacing import mode as pacing_mode
+
+    pacing_mode()  # a bad SERVEBENCH_PACING: an error here, not in every worker
     reach = _target_spec(target)
     plans: list[WorkerPlan] = split(workload, workers)
     workdir = make_workdir("locust")
@@ -282,7 +285,8 @@ def _drive(target: Target, workload: AnyWorkload, payloads: Sequence[Payload], *
             raise DriverError(f"the Locust master did not finish within {bound:g} s\n{logs()}")
         if code != 0 or not out.exists():
             why = {3: "not every worker connected in time",
-                   4: "not every worker finished in time"}.get(code, f"exit status {code}")
+                   4: "not every worker finished in time",
+                   5: "a worker's share failed"}.get(code, f"exit status {code}")
             raise DriverError(f"the Locust run failed: {why}\n{logs()}")
         data: dict[str, Any] = json.loads(out.read_text())
         return data

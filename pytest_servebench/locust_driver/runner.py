@@ -6,7 +6,8 @@ dispatch, waits (bounded) for every worker to finish, works out the measuring wi
 they say (``tally.window_of``), gathers their tallies over it and adds them up, and writes the
 sum (and the records, when the run asked for them) to ``--out`` as JSON. A worker is Locust's
 ``WorkerRunner`` connected to the master's address; it runs until the master quits.
-Exit status: 0 done, 3 the workers did not all come, 4 the run did not finish in time.
+Exit status: 0 done, 3 the workers did not all come, 4 the run did not finish in time, 5 a
+worker's share failed (its error on the master's standard error).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..histogram import LatencyHistogram
 from .tally import Tally, Window, fallback_window, window_of
 from .user import (
     DONE_MESSAGE,
+    FAILED_MESSAGE,
     PLAN_MESSAGE,
     PROGRESS_MESSAGE,
     ROWS_MESSAGE,
@@ -40,6 +42,7 @@ from .user import (
 
 EXIT_NO_WORKERS = 3
 EXIT_LATE = 4
+EXIT_WORKER_FAILED = 5
 TALLY_TIMEOUT_S = 60.0
 BEAT_S = 0.25
 
@@ -101,9 +104,15 @@ def _master(args: argparse.Namespace) -> int:
     def on_tally(environment: Any, msg: Any, **_: Any) -> None:
         tallies[int(msg.data["index"])] = msg.data
 
+    failed: dict[int, str] = {}
+
+    def on_failed(environment: Any, msg: Any, **_: Any) -> None:
+        failed[int(msg.data["index"])] = str(msg.data["error"])
+
     runner.register_message(ROWS_MESSAGE, on_rows)
     runner.register_message(DONE_MESSAGE, on_done)
     runner.register_message(TALLY_MESSAGE, on_tally)
+    runner.register_message(FAILED_MESSAGE, on_failed)
     status = _Status(args.status)
     runner.register_message(PROGRESS_MESSAGE, status.on_progress)
     beating = gevent.spawn(status.loop)
@@ -140,8 +149,15 @@ def _master(args: argparse.Namespace) -> int:
     status.phase, status.t0 = "running", t0
     finish_by = (time.monotonic() + (t0 - time.time()) + float(spec["time_limit_s"])
                  + float(spec["timeout_s"]) + 10.0)
-    while len(done) < expected and time.monotonic() < finish_by:
+    while len(done) < expected and time.monotonic() < finish_by and not failed:
         gevent.sleep(0.05)
+    if failed:
+        for index, error in sorted(failed.items()):
+            print(f"servebench: worker {index}'s share failed: {error}", file=sys.stderr,
+                  flush=True)
+        beating.kill()
+        runner.quit()
+        return EXIT_WORKER_FAILED
     window = total = None
     status.phase = "tallying"
     if len(done) == expected:

@@ -35,6 +35,7 @@ from .tally import Window, finish_info, row_of, tally
 
 ROWS_MESSAGE = "servebench_rows"
 DONE_MESSAGE = "servebench_done"
+FAILED_MESSAGE = "servebench_failed"
 PLAN_MESSAGE = "servebench_plan"
 WINDOW_MESSAGE = "servebench_window"
 TALLY_MESSAGE = "servebench_tally"
@@ -276,9 +277,17 @@ class ServebenchUser(User):
     def run_share(self) -> None:
         if not _plan_ready.wait(timeout=120):
             raise StopUser()
-        _Execution(self.environment, dict(_plan)).run()
+        try:
+            _Execution(self.environment, dict(_plan)).run()
+        except Exception as exc:  # the master ends the run with it, rather than wait it out
+            self.environment.runner.send_message(FAILED_MESSAGE, {
+                "index": int(self.environment.runner.worker_index),
+                "error": f"{type(exc).__name__}: {exc}"[:_DETAIL * 5]})
+            raise
+        finally:
+            _plan_ready.clear()  # one share per plan: Locust would call this task again
         raise StopUser()
 
 
-__all__ = ["DONE_MESSAGE", "PLAN_MESSAGE", "PROGRESS_MESSAGE", "ROWS_MESSAGE", "TALLY_MESSAGE",
-           "WINDOW_MESSAGE", "ServebenchUser", "on_plan", "on_window"]
+__all__ = ["DONE_MESSAGE", "FAILED_MESSAGE", "PLAN_MESSAGE", "PROGRESS_MESSAGE", "ROWS_MESSAGE",
+           "TALLY_MESSAGE", "WINDOW_MESSAGE", "ServebenchUser", "on_plan", "on_window"]

@@ -171,6 +171,35 @@ def test_a_master_that_hangs_is_ended_within_the_hang_bound_with_its_logs(
     assert not any("tests.locust_driver.hang" in _cmdline(pid) for pid in tagged_processes())
 
 
+def test_a_share_that_fails_in_a_worker_ends_the_run_at_once_with_its_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose share cannot start (here: a target it cannot build a client for) tells
+    the master, which ends the run with the error in its log; it used to wait out the time
+    limit with nothing sent."""
+    import pytest_servebench.locust_driver as driver
+
+    monkeypatch.setattr(driver, "_target_spec",
+                        lambda target: {"kind": "http", "url": "gopher://127.0.0.1:9/"})
+    t0 = time.monotonic()
+    with pytest.raises(DriverError, match="a worker's share failed") as info:
+        run_locust_result(HttpTarget("http://127.0.0.1:9/"), OpenLoop(rate=10, duration=1),
+                          [Payload(b"x")], workers=2, timeout_s=30, time_limit_s=600)
+    assert "share failed: ValueError" in str(info.value)
+    assert time.monotonic() - t0 < 60  # not the 600 s time limit
+    assert _no_driver_processes()
+
+
+def test_a_bad_pacing_is_refused_before_any_process_starts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_servebench.pacing import PacingError
+
+    monkeypatch.setenv("SERVEBENCH_PACING", "busy")
+    with pytest.raises(PacingError, match="SERVEBENCH_PACING='busy'"):
+        run_locust_result(HttpTarget("http://127.0.0.1:9/"), OpenLoop(rate=10, duration=1),
+                          [Payload(b"x")], workers=1, timeout_s=30, time_limit_s=600)
+    assert _no_driver_processes()
+
+
 def test_arrivals_beyond_the_in_flight_bound_are_dropped_and_counted() -> None:
     workload = OpenLoop(rate=100, duration=1, seed=8, max_in_flight=2)
     with LoopbackServer(Behaviour(delay_s=0.2)) as srv:
