@@ -279,7 +279,11 @@ def test_control_plane_errors_have_lambdas_shape(platform: Any, lam: Any,
 
     names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
     assert "cp-refused" not in names and "cp-errors" in names
-    assert sorted(os.listdir(store_root(platform) or tempfile.gettempdir())) == before
+    # Nothing the refused creations stored is left. (A subset, not equality: a package that
+    # no function uses any more, an earlier test's, may be collected meanwhile: the store's
+    # collect() and its removal in the background; a clean-clone .ci/run once saw that.)
+    after = sorted(os.listdir(store_root(platform) or tempfile.gettempdir()))
+    assert set(after) <= set(before), (before, after)
     lam.delete_function(FunctionName="cp-errors")
 
 
